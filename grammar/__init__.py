@@ -1,0 +1,1 @@
+"""The model language grammar, shipped as package data (installs as ``semir.grammar``)."""

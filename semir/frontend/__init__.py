@@ -1,0 +1,1 @@
+"""Frontends that build IR: the model language, the Python tracer, and the shared builder."""

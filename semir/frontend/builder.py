@@ -1,0 +1,248 @@
+"""Graph construction shared by the model language and the Python tracer.
+
+Both frontends call the same :class:`Builder` methods in the same order for
+the same program, which is what makes a traced function and the equivalent
+model file give identical IR.
+
+Naming is deferred: nodes get ids while building; *binding events*
+(``q = ...``) and *scopes* (inlined calls) are recorded in order and turned
+into dotted names by :meth:`Builder.finish`. The tracer learns a call's
+scope label only after the call returns, so names cannot be fixed earlier.
+Rules, for both frontends:
+
+* ``name = expr`` names the node of ``expr`` ``<scope>.name``; if that node
+  already has a name, ``<scope>.name`` becomes an alias of it.
+* a call bound directly (``h1 = block(x)``) opens the scope ``h1``; a call
+  inside a larger expression or a ``return`` opens ``<bound name>.<callee>``
+  or ``<callee>``.
+* a taken name gets a numeric suffix: ``h``, ``h.2``, ``h.3``.
+* unnamed nodes are temporaries ``%0, %1, ...`` in definition order.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import TypeCheckError
+from ..ir.node import Loc, Node, Program, make_attrs
+from ..ir.ops import Op
+from ..ir.shapes import infer
+from ..ir.types import DType, TensorType
+
+
+@dataclass
+class Scope:
+    parent: Scope | None
+    label: str | None = None  # resolved when the call's result is bound
+    callee: str = ""
+
+    def path(self, resolved: dict[int, str]) -> str:
+        return resolved.get(id(self), "")
+
+
+@dataclass
+class _Draft:
+    op: Op
+    type: TensorType
+    inputs: tuple[int, ...]
+    attrs: tuple
+    loc: Loc | None
+    scope: Scope
+
+
+@dataclass
+class Builder:
+    drafts: list[_Draft] = field(default_factory=list)
+    events: list[tuple] = field(default_factory=list)  # ("bind", id, scope, rel) | ("scope", scope)
+    scopes: list[Scope] = field(default_factory=list)
+    input_names: dict[int, str] = field(default_factory=dict)
+    loc: Loc | None = None
+
+    def __post_init__(self):
+        self.root = Scope(None, "")
+        self.scope = self.root
+
+    # -- construction -------------------------------------------------------
+
+    def param(self, name: str, type: TensorType) -> Value:
+        nid = self._add(Op.input, type, (), ())
+        self.input_names[nid] = name
+        return Value(self, nid)
+
+    def const(self, value: Any, dtype: DType) -> Value:
+        if dtype.is_float:
+            value = float(value)
+        elif dtype.is_int:
+            value = int(value)
+        else:
+            value = bool(value)
+        return self.op(Op.const, [], dtype=dtype.value, value=value)
+
+    def op(self, op: Op, inputs: list[Value], **attrs: Any) -> Value:
+        attrs_t = make_attrs(**attrs)
+        for v in inputs:
+            if not isinstance(v, Value) or v.builder is not self:
+                raise TypeCheckError(f"{op.value}: operand {v!r} is not a value of this program")
+        type_ = infer(op, [v.type for v in inputs], dict(attrs_t))
+        return Value(self, self._add(op, type_, tuple(v.id for v in inputs), attrs_t))
+
+    def _add(self, op, type_, inputs, attrs) -> int:
+        self.drafts.append(_Draft(op, type_, inputs, attrs, self.loc, self.scope))
+        return len(self.drafts) - 1
+
+    def lift(self, x: Any, like: Value | None) -> Value:
+        """A Value for ``x``; Python numbers become constants typed after ``like`` (weak literals)."""
+        if isinstance(x, Value):
+            return x
+        if isinstance(x, bool | numbers.Number):
+            return self.const(x, literal_dtype(x, like.dtype if like is not None else None))
+        raise TypeCheckError(f"expected a tensor or a number, got {type(x).__name__}")
+
+    # -- naming -------------------------------------------------------------
+
+    def bind(self, value: Value, name: str) -> None:
+        self.events.append(("bind", value.id, self.scope, name))
+
+    def open_scope(self, callee: str, label: str | None) -> Scope:
+        scope = Scope(self.scope, label, callee)
+        self.events.append(("scope", scope))
+        self.scope = scope
+        return scope
+
+    def close_scope(self, scope: Scope) -> None:
+        self.scope = scope.parent
+
+    def finish(self, output: Value, name: str) -> Program:
+        used: set[str] = set()
+
+        def fresh(base: str) -> str:
+            cand, k = base, 2
+            while cand in used:
+                cand, k = f"{base}.{k}", k + 1
+            used.add(cand)
+            return cand
+
+        names: dict[int, str] = {}
+        for nid, pname in self.input_names.items():
+            names[nid] = pname
+            used.add(pname)
+        prefixes: dict[int, str] = {id(self.root): ""}
+        prefix_used: set[str] = set()
+        aliases: list[tuple[str, int]] = []
+        for ev in self.events:
+            if ev[0] == "scope":
+                scope = ev[1]
+                base = _join(prefixes[id(scope.parent)], scope.label or scope.callee)
+                cand, k = base, 2
+                while cand in prefix_used:
+                    cand, k = f"{base}.{k}", k + 1
+                prefix_used.add(cand)
+                prefixes[id(scope)] = cand
+            else:
+                _, nid, scope, rel = ev
+                full = fresh(_join(prefixes[id(scope)], rel))
+                if nid in names:
+                    aliases.append((full, nid))
+                else:
+                    names[nid] = full
+        temp = 0
+        nodes = []
+        for nid, d in enumerate(self.drafts):
+            if nid not in names:
+                names[nid] = f"%{temp}"
+                temp += 1
+            nodes.append(Node(names[nid], d.op, d.type, tuple(names[i] for i in d.inputs), d.attrs, d.loc))
+        return Program(name, tuple(nodes), names[output.id], tuple((a, names[n]) for a, n in aliases))
+
+
+def _join(prefix: str, rel: str) -> str:
+    return f"{prefix}.{rel}" if prefix else rel
+
+
+def literal_dtype(x: Any, other: DType | None) -> DType:
+    if isinstance(x, bool):
+        return DType.bool
+    if other is None:
+        return DType.i64 if isinstance(x, numbers.Integral) else DType.f64
+    if other.is_float:
+        return other
+    if isinstance(x, numbers.Integral) and other.is_int:
+        return other
+    return DType.f64
+
+
+class Value:
+    """A tensor being built. Python operators build IR nodes, as in the model language."""
+
+    __slots__ = ("builder", "id")
+    __array_priority__ = 1000  # keep numpy scalars from swallowing Value operators
+
+    def __init__(self, builder: Builder, nid: int):
+        self.builder, self.id = builder, nid
+
+    @property
+    def type(self) -> TensorType:
+        return self.builder.drafts[self.id].type
+
+    @property
+    def dtype(self) -> DType:
+        return self.type.dtype
+
+    @property
+    def shape(self) -> tuple:
+        return self.type.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.type.rank
+
+    def __repr__(self) -> str:
+        return f"<semir.Value {self.type}>"
+
+    def __bool__(self):
+        raise TypeCheckError("a traced tensor has no truth value; use where(cond, a, b)")
+
+    __hash__ = object.__hash__
+
+    def _bin(self, op: str, other: Any, swap: bool = False) -> Value:
+        from . import builtins
+
+        return builtins.binary(op, other, self) if swap else builtins.binary(op, self, other)
+
+    def __add__(self, o): return self._bin("add", o)
+    def __radd__(self, o): return self._bin("add", o, True)
+    def __sub__(self, o): return self._bin("sub", o)
+    def __rsub__(self, o): return self._bin("sub", o, True)
+    def __mul__(self, o): return self._bin("mul", o)
+    def __rmul__(self, o): return self._bin("mul", o, True)
+    def __truediv__(self, o): return self._bin("div", o)
+    def __rtruediv__(self, o): return self._bin("div", o, True)
+    def __matmul__(self, o): return self._bin("matmul", o)
+    def __rmatmul__(self, o): return self._bin("matmul", o, True)
+    def __lt__(self, o): return self._bin("lt", o)
+    def __le__(self, o): return self._bin("le", o)
+    def __gt__(self, o): return self._bin("gt", o)
+    def __ge__(self, o): return self._bin("ge", o)
+    def __eq__(self, o): return self._bin("eq", o)  # type: ignore[override]
+    def __ne__(self, o): return self._bin("ne", o)  # type: ignore[override]
+
+    def __neg__(self):
+        return self.builder.op(Op.neg, [self])
+
+    def __pos__(self):
+        return self
+
+    def __pow__(self, p):
+        from . import builtins
+
+        return builtins.power(self, p)
+
+    def __rpow__(self, base):
+        raise TypeCheckError("'**' needs a constant exponent; a tensor exponent is not supported")
+
+    def __getitem__(self, key):
+        from . import builtins
+
+        return builtins.getitem(self, key)
