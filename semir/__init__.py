@@ -1,5 +1,7 @@
 """semir: a compiler for semiring backpropagation."""
 
+from . import semirings
+from .compiler import compile
 from .errors import InputError, OptionError, SemirError, SourceError, TypeCheckError
 from .frontend.language import parse
 from .ir import DType, Program, TensorType, parse_ir
@@ -19,5 +21,5 @@ def load(path, entry=None) -> Program:
     return parse(text, str(path), entry=entry)
 
 
-__all__ = ["DType", "InputError", "OptionError", "Program", "SemirError", "SourceError", "TensorType",
+__all__ = ["compile", "semirings", "DType", "InputError", "OptionError", "Program", "SemirError", "SourceError", "TensorType",
            "TypeCheckError", "load", "parse", "parse_ir"]

@@ -120,10 +120,10 @@ def substitute(d: Dim, env: dict[str, Dim]) -> Dim:
 def unify_dim(want: Dim, got: Dim, env: dict[str, Dim]) -> bool:
     """Make ``want`` (symbols bound by ``env`` or free) equal ``got``, binding at most one free symbol."""
     w = substitute(want, env)
-    if w == got:
-        return True
-    free = [(s, c) for s, c in (w.terms if isinstance(w, SymDim) else ()) if s not in env]
-    if len(free) != 1 or any(s not in env for s, _ in want.terms if s != free[0][0]):
+    free = [(s, c) for s, c in (want.terms if isinstance(want, SymDim) else ()) if s not in env]
+    if not free:
+        return w == got
+    if len(free) != 1:
         return False
     sym, coef = free[0]
     rest = dim_add(w, SymDim.make({sym: coef}, 0), sign=-1)

@@ -1,5 +1,6 @@
-"""The pass pipeline."""
-from . import verify  # noqa: F401  (registers the pass)
-from .base import PASSES, Pass, PassContext, get_pass
+"""The pass pipeline: small named passes with stated contracts (see ``pipeline.py``)."""
 
-__all__ = ["PASSES", "Pass", "PassContext", "get_pass"]
+from .base import PASSES, Pass, PassContext, get_pass
+from .pipeline import GRANULARITIES, optimize, pipeline
+
+__all__ = ["GRANULARITIES", "PASSES", "Pass", "PassContext", "get_pass", "optimize", "pipeline"]

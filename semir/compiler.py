@@ -1,0 +1,64 @@
+"""``semir.compile``: program + semiring + backend -> a callable kernel."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .errors import OptionError, SemirError, suggest, unknown
+from .ir.node import Program
+from .passes import optimize
+from .passes.pipeline import GRANULARITIES
+from .semirings import Semiring
+from .semirings import get as get_semiring
+
+DEFAULT_BACKEND = "reference"
+
+
+def _reference(prog, sr, wrt, granularity, **opts):
+    from semir.backends.reference import compile_reference
+
+    return compile_reference(prog, sr, wrt, granularity, **opts)
+
+
+BACKENDS: dict[str, Callable[..., Any]] = {"reference": _reference}
+
+
+def resolve_wrt(prog: Program, wrt: Any) -> tuple[str, ...]:
+    if wrt is None:
+        return tuple(n.name for n in prog.inputs if n.type.dtype.is_float)
+    names = (wrt,) if isinstance(wrt, str) else tuple(wrt)
+    for name in names:
+        if name not in prog:
+            raise OptionError(f"wrt: unknown node {name!r}{suggest(name, prog.names())}")
+        if not prog[name].type.dtype.is_float:
+            raise OptionError(f"wrt: node {name!r} holds {prog[name].type}; only floating-point nodes have "
+                              "gradient paths")
+    return names
+
+
+def compile(prog: Program, semiring: str | Semiring = "sum_product", backend: str | None = None,
+            wrt: Any = None, granularity: str = "op", optimize_ir: bool = True,
+            allow_nonfinite: bool = False) -> Any:
+    """Compile ``prog`` for one semiring on one backend.
+
+    ``wrt``: input or internal node names whose results the caller wants
+    (default: every floating-point input). ``granularity``: ``"op"`` (every
+    primitive is one layer of edges) or ``"decomposed"`` (softmax,
+    log_softmax, layernorm and gelu lowered to elementary ops first).
+    Returns a kernel; call it with inputs by name to get a :class:`Result`.
+    """
+    if not isinstance(prog, Program):
+        raise SemirError(f"compile expects a semir Program, got {type(prog).__name__}")
+    sr = get_semiring(semiring)
+    backend = backend or DEFAULT_BACKEND
+    if backend not in BACKENDS:
+        raise unknown("backend", backend, BACKENDS)
+    if granularity not in GRANULARITIES:
+        raise unknown("granularity", granularity, GRANULARITIES)
+    names = resolve_wrt(prog, wrt)
+    keep = tuple(prog.resolve(n) for n in names)
+    if optimize_ir:
+        prog = optimize(prog, keep=keep, granularity=granularity)
+    elif granularity != "op":
+        raise OptionError("granularity other than 'op' needs the pass pipeline (optimize_ir=True)")
+    return BACKENDS[backend](prog, sr, names, granularity, allow_nonfinite=allow_nonfinite)

@@ -1,0 +1,45 @@
+"""The compile pipeline, as one list of named passes."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..errors import unknown
+from ..ir.node import Program
+from . import simplify, verify  # noqa: F401  (register passes)
+from .base import PassContext, get_pass
+
+GRANULARITIES = ("op", "decomposed")
+
+
+def pipeline(granularity: str = "op") -> tuple[str, ...]:
+    if granularity not in GRANULARITIES:
+        raise unknown("granularity", granularity, GRANULARITIES)
+    return (
+        "verify",      # the frontend's output is well formed
+        "toposort",    # every later pass and backend walks nodes in order
+        *(("decompose", "toposort") if granularity == "decomposed" else ()),  # finer gradient graph on request
+        "fold",        # scalar constant arithmetic
+        "cse",         # merge duplicate temporaries
+        "dce",         # drop what cannot reach the output
+        "verify",      # and check that nothing broke
+    )
+
+
+def optimize(prog: Program, keep: tuple[str, ...] = (), granularity: str = "op",
+             passes: tuple[str, ...] | None = None,
+             on_pass: Callable[[str, Program], None] | None = None) -> Program:
+    """Run the pipeline; ``on_pass(name, program)`` sees the IR after each pass (``semir ir --after``)."""
+    ctx = PassContext(keep=tuple(keep))
+    for name in passes if passes is not None else pipeline(granularity):
+        prog = get_pass(name)(prog, ctx)
+        if on_pass is not None:
+            on_pass(name, prog)
+    return prog
+
+
+def pass_names(granularity: str = "op") -> list[str]:
+    return list(dict.fromkeys(pipeline(granularity)))
+
+
+__all__ = ["optimize", "pipeline", "pass_names", "GRANULARITIES", "unknown"]

@@ -1,0 +1,221 @@
+"""What a compiled kernel returns: forward value, per-node semiring states, paths, aggregates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from .errors import OptionError, SemirError, suggest
+from .ir.node import Program
+from .semirings import EDGE_END, EDGE_NONE, Semiring, State
+
+
+class Step(NamedTuple):
+    """One element on a path: ``weight`` is the edge from it to the next step (1.0 at the output)."""
+
+    node: str
+    index: tuple[int, ...]
+    weight: float
+
+
+class Path(list):
+    """The steps of a path from a chosen element to the output; ``value`` is the product of weights."""
+
+    @property
+    def value(self) -> float:
+        return float(np.prod([s.weight for s in self])) if self else 0.0
+
+    def __str__(self) -> str:
+        lines = [f"path value {self.value:.6g} ({len(self) - 1} edges)"]
+        for s in self:
+            idx = ",".join(map(str, s.index))
+            lines.append(f"  {s.node}[{idx}]" + (f"  --({s.weight:.6g})-->" if s is not self[-1] else "  (output)"))
+        return "\n".join(lines)
+
+
+EdgeInfo = Callable[[int], tuple[str, int, int, float]]  # edge id -> (consumer, out flat idx, in flat idx, w)
+
+
+def _follow_single(state: State, i: int, comp: Any):
+    return int(state["edge"].reshape(-1)[i]), lambda w: comp
+
+
+def _follow_signed(state: State, i: int, comp: Any):
+    other = {"hi": "lo", "lo": "hi"}[comp]
+    return int(state[f"{comp}_edge"].reshape(-1)[i]), lambda w: comp if w >= 0 else other
+
+
+def _follow_ranked(state: State, i: int, comp: Any):
+    k = state["edge"].shape[-1]
+    r = int(comp)
+    nxt = int(state["rank"].reshape(-1, k)[i, r])
+    return int(state["edge"].reshape(-1, k)[i, r]), lambda w: nxt
+
+
+# How pointers are followed, by the semiring's ``paths`` kind.
+FOLLOW = {"single": _follow_single, "signed": _follow_signed, "ranked": _follow_ranked}
+DEFAULT_COMPONENT = {"single": "v", "signed": "hi", "ranked": 0}
+
+
+@dataclass
+class Result:
+    program: Program
+    semiring: Semiring
+    backend: str
+    granularity: str
+    output: Any
+    wrt: tuple[str, ...]
+    states: dict[str, State]
+    values: dict[str, np.ndarray] | None = None
+    edge_info: EdgeInfo | None = None
+    float_dtype: Any = np.float64
+
+    # -- lookup ---------------------------------------------------------------
+
+    def _name(self, name: str) -> str:
+        node = self.program.resolve(name)
+        if node in self.states:
+            return node
+        if node in self.program.by_name:
+            n = self.program.by_name[node]
+            if not n.type.dtype.is_float:
+                raise SemirError(f"node {name!r} holds {n.type}: integer and boolean values have no gradient paths")
+            raise SemirError(f"node {name!r} was not computed by this kernel; compile with wrt=[..., {name!r}]")
+        raise SemirError(f"unknown node {name!r}{suggest(name, self.program.names())}; the program has no such "
+                         "name (or it does not reach the output and was removed)")
+
+    def state(self, name: str) -> State:
+        """The raw carrier arrays at ``name``, shaped like the node (``topk:K``: plus a trailing K axis)."""
+        return self.states[self._name(name)]
+
+    def node(self, name: str) -> np.ndarray:
+        """The reported value (the semiring's finalisation) of the derivative at any computed node."""
+        return self.semiring.finalize(self.state(name))
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.node(name)
+
+    def value(self, name: str) -> np.ndarray:
+        """The forward value of a node."""
+        if self.values is None:
+            raise SemirError("this kernel did not keep forward values")
+        return self.values[self.program.resolve(name)]
+
+    # -- aggregation (paper Eq. 3) ----------------------------------------
+
+    def aggregate(self, name: str, axis: int | tuple[int, ...] | None = None) -> np.ndarray:
+        """⊕ the states of ``name`` over ``axis`` (None: all), then finalise (entropy of the union of paths)."""
+        return self.semiring.finalize(self.aggregate_state(name, axis))
+
+    def aggregate_state(self, name: str, axis: int | tuple[int, ...] | None = None) -> State:
+        s = self.state(name)
+        rank = len(self._shape(self._name(name)))
+        items = tuple(range(rank)) if axis is None else (axis,) if isinstance(axis, int) else tuple(axis)
+        for a in items:
+            if not -rank <= a < rank:
+                raise OptionError(f"axis {a} is out of range for node {name!r} of rank {rank}")
+        return reduce_state(self.semiring, s, tuple(sorted({a % rank for a in items})), rank)
+
+    # -- paths ----------------------------------------------------------------
+
+    def path(self, name: str, index: Any = (), component: Any = None) -> Path:
+        """The path achieving the reported value at element ``index`` of ``name``.
+
+        ``component``: ``"hi"``/``"lo"`` for max_product, the rank (0 = best)
+        for topk:K. Each step is (node, element index, edge weight); the
+        product of the weights equals the reported value.
+        """
+        sr = self.semiring
+        if not sr.has_paths:
+            raise OptionError(f"semiring {sr.name!r} does not record paths; use max_product, max_abs or topk:K")
+        if self.edge_info is None:
+            raise SemirError("this kernel did not keep path pointers")
+        comp = DEFAULT_COMPONENT[sr.paths] if component is None else component
+        if sr.paths == "signed" and comp not in ("hi", "lo"):
+            raise OptionError(f"component must be 'hi' or 'lo', got {comp!r}")
+        if sr.paths == "ranked" and not (isinstance(comp, int) and 0 <= comp < sr.k):
+            raise OptionError(f"component must be a rank in 0..{sr.k - 1}, got {comp!r}")
+        node = self._name(name)
+        shape = self._shape(node)
+        idx = self._flat(shape, index, name)
+        steps = Path()
+        for _ in range(10_000_000):
+            edge, nxt = FOLLOW[sr.paths](self.states[node], idx, comp)
+            here = tuple(int(i) for i in np.unravel_index(idx, shape)) if shape else ()
+            if edge == EDGE_END:
+                steps.append(Step(node, here, 1.0))
+                return steps
+            if edge == EDGE_NONE:
+                if not steps:
+                    return steps  # no path from this element: the value is 0̄
+                raise SemirError(f"broken path pointer at {node}{list(here)}")
+            consumer, out_i, in_i, w = self.edge_info(edge)
+            if in_i != idx:
+                raise SemirError(f"inconsistent path pointer at {node}{list(here)}")
+            steps.append(Step(node, here, float(w)))
+            node, idx, comp = consumer, out_i, nxt(w)
+            shape = self._shape(node)
+        raise SemirError("path recovery did not terminate")
+
+    def _shape(self, node: str) -> tuple[int, ...]:
+        arr = self.states[node][self.semiring.fields[0].name]
+        return arr.shape[:-1] if self.semiring.k else arr.shape
+
+    def _flat(self, shape: tuple[int, ...], index: Any, name: str) -> int:
+        idx = (index,) if isinstance(index, int | np.integer) else tuple(index)
+        if len(idx) != len(shape) or any(not -d <= i < d for i, d in zip(idx, shape)):
+            raise OptionError(f"index {list(idx)} is not an element of {name!r} (shape {list(shape)})")
+        return int(np.ravel_multi_index(tuple(i % d for i, d in zip(idx, shape)), shape)) if shape else 0
+
+    # -- export -----------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "semiring": self.semiring.name,
+            "backend": self.backend,
+            "granularity": self.granularity,
+            "output": _jsonable(self.output),
+            "wrt": {n: _jsonable(self.node(n)) for n in self.wrt},
+        }
+
+
+def _jsonable(a: Any) -> Any:
+    a = np.asarray(a)
+    if a.dtype.kind == "f":
+        return [_jsonable(x) for x in a] if a.ndim else (float(a) if np.isfinite(a) else str(float(a)))
+    return a.tolist()
+
+
+def reduce_state(sr: Semiring, s: State, axes: tuple[int, ...], rank: int) -> State:
+    """⊕ over the given element axes by pairwise halving (order-free for selective semirings)."""
+    if not axes:
+        return s
+    keep = [i for i in range(rank) if i not in axes]
+    tail = [rank] if sr.k else []
+    moved = {k: np.transpose(v, keep + list(axes) + tail) for k, v in s.items()}
+    first = next(iter(moved.values()))
+    lead = first.shape[:len(keep)]
+    n = int(np.prod(first.shape[len(keep):len(keep) + len(axes)], dtype=np.int64))
+    flat = {k: v.reshape(lead + (n,) + v.shape[len(keep) + len(axes):]) for k, v in moved.items()}
+    ax = len(keep)
+    if n == 0:
+        return sr.zeros(lead, _float_of(s))
+    while n > 1:
+        if n % 2:
+            pad = sr.zeros(lead + (1,), _float_of(s))
+            flat = {k: np.concatenate([v, pad[k]], axis=ax) for k, v in flat.items()}
+            n += 1
+        a = {k: np.take(v, np.arange(0, n, 2), axis=ax) for k, v in flat.items()}
+        b = {k: np.take(v, np.arange(1, n, 2), axis=ax) for k, v in flat.items()}
+        flat = sr.plus(a, b)
+        n //= 2
+    return {k: np.take(v, 0, axis=ax) for k, v in flat.items()}
+
+
+def _float_of(s: State):
+    for v in s.values():
+        if v.dtype.kind == "f":
+            return v.dtype
+    return np.float64

@@ -1,0 +1,82 @@
+"""Run-time input handling shared by every backend: check, convert, bind symbolic dims."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, suggest
+from .ir.node import Program
+from .ir.types import SymDim, TensorType, bind_dim, unify_dim
+
+
+def bind_inputs(prog: Program, inputs: dict[str, Any], allow_nonfinite: bool = False
+                ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Check the inputs against the signature; return arrays of the declared dtypes and dim bindings."""
+    params = prog.inputs
+    names = [p.name for p in params]
+    extra = [k for k in inputs if k not in names]
+    if extra:
+        raise InputError(f"unexpected input {extra[0]!r}{suggest(extra[0], names)}; "
+                         f"the inputs are: {', '.join(names)}")
+    missing = [n for n in names if n not in inputs]
+    if missing:
+        want = {p.name: p.type for p in params}
+        raise InputError("missing input" + ("s " if len(missing) > 1 else " ")
+                         + ", ".join(f"{m!r} ({want[m]})" for m in missing))
+    env: dict[str, Any] = {}
+    arrays: dict[str, np.ndarray] = {}
+    for p in params:
+        arrays[p.name] = _convert(p.name, inputs[p.name], p.type, env, allow_nonfinite)
+    return arrays, {k: int(v) for k, v in env.items()}
+
+
+def _describe(a: np.ndarray) -> str:
+    return f"{a.dtype} array of shape {tuple(a.shape)}" if a.ndim else f"{a.dtype} scalar"
+
+
+def _convert(name: str, value: Any, t: TensorType, env: dict, allow_nonfinite: bool) -> np.ndarray:
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError):
+        raise InputError(f"input {name!r}: expected {t}, got a value numpy cannot read as an array") from None
+    if a.dtype.kind not in "biuf":
+        raise InputError(f"input {name!r}: expected {t}, got non-numeric {_describe(a)}")
+    if t.dtype.is_int and a.dtype.kind == "f":
+        if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+            raise InputError(f"input {name!r}: expected integers ({t}), got {_describe(a)}")
+    if t.dtype.value == "bool" and a.dtype.kind not in "bi":
+        raise InputError(f"input {name!r}: expected booleans ({t}), got {_describe(a)}")
+    ok = a.ndim == t.rank
+    trial = dict(env)
+    if ok:
+        for want, got in zip(t.shape, a.shape):
+            if not unify_dim(want, got, trial):
+                ok = False
+                break
+    if not ok:
+        shown = TensorType(t.dtype, tuple(bind_dim(d, {k: v for k, v in env.items() if isinstance(v, int)})
+                                          for d in t.shape))
+        known = ", ".join(f"{k}={v}" for k, v in sorted(env.items()))
+        raise InputError(f"input {name!r}: expected {shown}, got {_describe(a)}"
+                         + (f" (with {known} bound by earlier inputs)" if known and any(
+                             isinstance(d, SymDim) for d in t.shape) else ""))
+    env.update(trial)
+    out = a.astype(t.dtype.numpy, copy=False)
+    if out.dtype.kind == "f" and not allow_nonfinite and not np.all(np.isfinite(out)):
+        bad = "NaN" if np.any(np.isnan(out)) else "inf"
+        raise InputError(f"input {name!r} contains {bad}; pass allow_nonfinite=True (CLI: --allow-nonfinite) "
+                         "to run anyway")
+    return out
+
+
+def bind_attrs(attrs: dict[str, Any], env: dict[str, int]) -> dict[str, Any]:
+    """Attributes with symbolic dims (reshape shapes, slice bounds) made concrete."""
+    out = dict(attrs)
+    if "shape" in out:
+        out["shape"] = tuple(bind_dim(d, env) for d in out["shape"])
+    if "spec" in out:
+        out["spec"] = tuple(tuple(bind_dim(b, env) if b is not None else None for b in it)
+                            if isinstance(it, tuple) else it for it in out["spec"])
+    return out

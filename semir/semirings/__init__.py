@@ -1,0 +1,67 @@
+"""Semirings as data, and the registry that names them (``"entropy"``, ``"topk:5"``, user-defined)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..errors import OptionError, unknown
+from .base import EDGE_END, EDGE_NONE, Field, Semiring, State
+from .builtin import BUILTIN, topk
+
+_REGISTRY: dict[str, Semiring] = dict(BUILTIN)
+
+
+def names() -> list[str]:
+    return list(_REGISTRY) + ["topk:K"]
+
+
+def get(name: str | Semiring) -> Semiring:
+    """The semiring named ``name`` (``topk:K`` for any K >= 1), or a Semiring passed through."""
+    if isinstance(name, Semiring):
+        return name
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if isinstance(name, str) and name.startswith("topk:"):
+        try:
+            return topk(int(name[5:]))
+        except ValueError:
+            raise OptionError(f"bad semiring {name!r}: topk:K needs an integer K >= 1") from None
+    raise unknown("semiring", str(name), names())
+
+
+def register(semiring: Semiring) -> Semiring:
+    """Make a semiring available by name to ``semir.compile`` and the CLI."""
+    _REGISTRY[semiring.name] = semiring
+    return semiring
+
+
+def from_scalar(name: str, zero: float, one: float, plus: Callable[[float, float], float],
+                times: Callable[[float, float], float], lift: Callable[[float], float] = lambda w: w,
+                finalize: Callable[[float], float] = lambda x: x) -> Semiring:
+    """A semiring over real numbers from scalar Python functions.
+
+    It runs on the reference backend (its functions are vectorised with
+    ``numpy.frompyfunc``, so it is slow but exact to its definition)::
+
+        tropical = semir.semirings.from_scalar("min_plus_log", np.inf, 0.0, min,
+                                               lambda a, b: a + b, lambda w: -np.log(abs(w)))
+    """
+    def vec(f, n):
+        g = np.frompyfunc(f, n, 1)
+        return lambda *xs: np.asarray(g(*xs), dtype=np.result_type(*xs, np.float32))
+
+    p, t, li, fi = vec(plus, 2), vec(times, 2), vec(lift, 1), vec(finalize, 1)
+    return Semiring(
+        name=name,
+        fields=(Field("v", zero, one),),
+        plus=lambda a, b: {"v": p(a["v"], b["v"])},
+        times=lambda a, b: {"v": t(a["v"], b["v"])},
+        lift=lambda w: {"v": li(np.asarray(w))},
+        finalize=lambda s: fi(s["v"]),
+        description=f"user-defined semiring {name!r}",
+    )
+
+
+__all__ = ["EDGE_END", "EDGE_NONE", "Field", "Semiring", "State", "from_scalar", "get", "names", "register"]
