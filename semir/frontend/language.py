@@ -20,7 +20,9 @@ from .builder import Builder, Value
 _COMPARE = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
 _TOKEN_NAMES = {"_NL": "a newline", "RPAR": "')'", "LPAR": "'('", "RSQB": "']'", "LSQB": "'['",
                 "RBRACE": "'}'", "LBRACE": "'{'", "COMMA": "','", "NAME": "a name", "NUMBER": "a number",
-                "EQUAL": "'='", "COLON": "':'", "DTYPE": "a dtype"}
+                "EQUAL": "'='", "COLON": "':'", "DTYPE": "a dtype", "MINUS": "'-'", "PLUS": "'+'",
+                "STRING": "a string", "INT": "an integer", "STAR": "'*'", "SLASH": "'/'", "RETURN": "'return'",
+                "DEF": "'def'", "COMPOP": "a comparison", "MORETHAN": "'>'", "__ANON_0": "'->'"}
 
 
 class _BracketNewlines:

@@ -6,7 +6,7 @@ from typing import Callable
 
 from ..errors import unknown
 from ..ir.node import Program
-from . import simplify, verify  # noqa: F401  (register passes)
+from . import decompose, simplify, verify  # noqa: F401  (register passes)
 from .base import PassContext, get_pass
 
 GRANULARITIES = ("op", "decomposed")

@@ -1,0 +1,202 @@
+"""The ``semir`` command. User errors print one clear message and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from typing import Any
+
+import numpy as np
+
+from . import semirings
+from .compiler import BACKENDS, DEFAULT_BACKEND, compile
+from .errors import InputError, OptionError, SemirError, SourceError
+from .passes.pipeline import GRANULARITIES, optimize, pass_names
+
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own usage errors: same exit code, no traceback
+        self.print_usage(sys.stderr)
+        print(f"semir: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def _load(args) -> Any:
+    from . import load
+
+    return load(args.model, entry=args.entry)
+
+
+def _parse_value(name: str, text: str) -> Any:
+    try:
+        v = json.loads(text)
+    except json.JSONDecodeError:
+        raise InputError(f"input {name!r}: cannot read {text!r} as a number or a JSON list of numbers") from None
+    if not isinstance(v, int | float | list) or isinstance(v, bool):
+        raise InputError(f"input {name!r}: expected a number or a JSON list of numbers, got {text!r}")
+    return v
+
+
+def _inputs(args) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if args.inputs:
+        try:
+            with np.load(args.inputs) as f:
+                values.update({k: f[k] for k in f.files})
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot read inputs from {args.inputs!r}: {e}") from None
+    for item in args.input or []:
+        if "=" not in item:
+            raise InputError(f"--input expects NAME=VALUE, got {item!r}")
+        name, text = item.split("=", 1)
+        values[name.strip()] = _parse_value(name.strip(), text.strip())
+    return values
+
+
+_PATH_SPEC = re.compile(r"^([^\[\]]+)(?:\[([-0-9, ]*)\])?$")
+
+
+def _path_spec(text: str) -> tuple[str, tuple[int, ...]]:
+    m = _PATH_SPEC.match(text.strip())
+    if not m:
+        raise OptionError(f"--path expects NAME or NAME[i,j,...], got {text!r}")
+    idx = tuple(int(x) for x in m.group(2).split(",") if x.strip()) if m.group(2) else ()
+    return m.group(1), idx
+
+
+def cmd_check(args) -> int:
+    prog = _load(args)
+    opt = optimize(prog)
+    print(f"{args.model}: ok ({len(prog.nodes)} nodes, {len(opt.nodes)} after the pipeline; "
+          f"entry {prog.name!r}, inputs: {', '.join(f'{n.name}: {n.type}' for n in prog.inputs)})")
+    return 0
+
+
+def cmd_ir(args) -> int:
+    prog = _load(args)
+    if not args.after:
+        print(prog.format(locations=args.locations), end="")
+        return 0
+    names = pass_names(args.granularity)
+    if args.after != "all" and args.after not in names:
+        raise OptionError(f"unknown pass {args.after!r}; valid choices: all, {', '.join(names)}")
+
+    last: list = []
+
+    def show(name, p):
+        if args.after == "all":
+            print(f"// ---- after {name}")
+            print(p.format(locations=args.locations), end="")
+        elif name == args.after:  # a pass that runs twice is shown after its last run
+            last[:] = [p]
+    optimize(prog, granularity=args.granularity, on_pass=show)
+    if last:
+        print(last[0].format(locations=args.locations), end="")
+    return 0
+
+
+def cmd_compile(args) -> int:
+    prog = _load(args)
+    kernel = compile(prog, args.semiring, backend=args.backend, granularity=args.granularity)
+    if args.emit == "ir":
+        print(kernel.program, end="")
+        return 0
+    emit = getattr(kernel, "emit", None)
+    if emit is None:
+        raise OptionError(f"--emit {args.emit} needs a code-generating backend; the "
+                          f"{kernel.backend!r} backend interprets the IR (try --emit ir)")
+    print(emit(args.emit), end="")
+    return 0
+
+
+def cmd_run(args) -> int:
+    prog = _load(args)
+    kernel = compile(prog, args.semiring, backend=args.backend, wrt=args.wrt or None,
+                     granularity=args.granularity, allow_nonfinite=args.allow_nonfinite)
+    result = kernel(**_inputs(args))
+    paths = [_path_spec(p) for p in args.path or []]
+    if args.out:
+        arrays = {"output": np.asarray(result.output)}
+        for name in result.wrt:
+            arrays[f"value/{name}"] = np.asarray(result[name])
+            for k, v in result.state(name).items():
+                arrays[f"state/{name}/{k}"] = v
+        np.savez(args.out, **arrays)
+    if args.json:
+        doc = result.to_json()
+        if paths:
+            doc["paths"] = {f"{n}{list(i)}": [[s.node, list(s.index), s.weight] for s in result.path(n, i)]
+                            for n, i in paths}
+        print(json.dumps(doc))
+        return 0
+    sr = result.semiring
+    print(f"semiring {sr.name} ({sr.description}); backend {result.backend}; granularity {result.granularity}")
+    print(f"output = {_fmt(result.output)}")
+    for name in result.wrt:
+        print(f"{name} = {_fmt(result[name])}")
+    for name, idx in paths:
+        print(f"{name}{list(idx)}: {result.path(name, idx)}")
+    return 0
+
+
+def _fmt(a: Any) -> str:
+    a = np.asarray(a)
+    text = np.array2string(a, precision=6, threshold=200, max_line_width=100)
+    return text if "\n" not in text else "\n  " + text.replace("\n", "\n  ")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="semir", description="Semiring backpropagation compiler: gradients, top paths, entropy.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def model_cmd(name: str, help: str):
+        c = sub.add_parser(name, help=help)
+        c.add_argument("model", help="model file (.semir)")
+        c.add_argument("--entry", help="the def to use as entry point (default: main, else the last def)")
+        return c
+
+    model_cmd("check", "parse and verify a model")
+    c = model_cmd("ir", "print the IR, optionally after a pass")
+    c.add_argument("--after", metavar="PASS|all", help="show the IR after this pass (or after each)")
+    c.add_argument("--granularity", default="op", choices=GRANULARITIES)
+    c.add_argument("--locations", action="store_true", help="print source locations")
+    sr_help = f"semiring: {', '.join(semirings.names())}"
+    c = model_cmd("compile", "compile for a semiring and print an artefact")
+    c.add_argument("--semiring", required=True, help=sr_help)
+    c.add_argument("--backend", default=DEFAULT_BACKEND, help=f"one of: {', '.join(BACKENDS)}")
+    c.add_argument("--granularity", default="op", choices=GRANULARITIES)
+    c.add_argument("--emit", default="ir", choices=("ir", "python", "llvm", "ptx"))
+    c = model_cmd("run", "run the forward pass and the semiring backward pass")
+    c.add_argument("--semiring", default="sum_product", help=sr_help)
+    c.add_argument("--backend", default=DEFAULT_BACKEND, help=f"one of: {', '.join(BACKENDS)}")
+    c.add_argument("--granularity", default="op", choices=GRANULARITIES)
+    c.add_argument("--wrt", nargs="+", metavar="NAME", help="nodes to report (default: every float input)")
+    c.add_argument("--input", action="append", metavar="NAME=VALUE", help="a number or JSON nested list")
+    c.add_argument("--inputs", metavar="FILE.npz", help="inputs by name from an .npz file")
+    c.add_argument("--path", action="append", metavar="NAME[INDEX]", help="print the recovered path")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.add_argument("--out", metavar="FILE.npz", help="save reported values and raw states")
+    c.add_argument("--allow-nonfinite", action="store_true", help="accept NaN/inf in inputs")
+    return p
+
+
+COMMANDS = {"check": cmd_check, "ir": cmd_ir, "compile": cmd_compile, "run": cmd_run}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SemirError as e:
+        print(str(e) if isinstance(e, SourceError) else f"semir: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
