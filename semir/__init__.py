@@ -1,9 +1,10 @@
 """semir: a compiler for semiring backpropagation."""
 
-from . import semirings
+from . import ops, semirings
 from .compiler import compile
 from .errors import InputError, OptionError, SemirError, SourceError, TypeCheckError
 from .frontend.language import parse
+from .frontend.trace import trace
 from .ir import DType, Program, TensorType, parse_ir
 
 __version__ = "0.1.0"
@@ -21,5 +22,5 @@ def load(path, entry=None) -> Program:
     return parse(text, str(path), entry=entry)
 
 
-__all__ = ["compile", "semirings", "DType", "InputError", "OptionError", "Program", "SemirError", "SourceError", "TensorType",
+__all__ = ["compile", "ops", "semirings", "trace", "DType", "InputError", "OptionError", "Program", "SemirError", "SourceError", "TensorType",
            "TypeCheckError", "load", "parse", "parse_ir"]

@@ -106,8 +106,10 @@ class ReferenceKernel:
         for n in reversed(prog.nodes):
             if n.name in reach:
                 reach.update(n.inputs)
-        # Nodes whose derivative can be non-zero: floating point and with a path to the output.
-        self.live = [n for n in prog.nodes if n.name in reach and n.type.dtype.is_float]
+        # Every float node gets a state (0̄ where no path reaches the output); only nodes with a path
+        # to the output take part in the sweep.
+        self.float_nodes = [n for n in prog.nodes if n.type.dtype.is_float]
+        self.live = [n for n in self.float_nodes if n.name in reach]
 
     def forward(self, **inputs) -> np.ndarray:
         arrays, env = bind_inputs(self.program, inputs, self.allow_nonfinite)
@@ -118,7 +120,7 @@ class ReferenceKernel:
         arrays, env = bind_inputs(prog, inputs, self.allow_nonfinite)
         values = forward(prog, arrays, env)
         live = {n.name for n in self.live}
-        D: dict[str, State] = {n.name: sr.zeros((values[n.name].size,), fdt) for n in self.live}
+        D: dict[str, State] = {n.name: sr.zeros((values[n.name].size,), fdt) for n in self.float_nodes}
         out = prog.output
         if out in D:
             D[out] = sr.ones((values[out].size,), fdt)

@@ -233,6 +233,8 @@ class Compiler:
         name = str(t.children[0])
         if name in frame.env:
             return frame.env[name]
+        if name in ("True", "False"):
+            return name == "True"
         if name in frame.dims:
             return frame.dims[name]
         if name in self.defs or name in builtins.BUILTINS:

@@ -1,0 +1,1 @@
+"""Test support shipped with semir: the path-enumeration oracle and random-program strategies."""

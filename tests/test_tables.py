@@ -1,0 +1,29 @@
+"""Every op appears in every rule table, and every builtin maps onto primitives."""
+
+from semir.backends.reference.eval_rules import EVAL_RULES
+from semir.backends.reference.jacobian import JACOBIAN
+from semir.frontend.builtins import BUILTINS
+from semir.ir.ops import GROUPS, Op
+from semir.ir.shapes import SHAPE_RULES
+
+TABLES = {"shape": SHAPE_RULES, "eval": EVAL_RULES, "jacobian": JACOBIAN}
+
+
+def test_every_op_in_every_table():
+    for name, table in TABLES.items():
+        missing = [op.value for op in Op if op not in table]
+        assert not missing, f"{name} table lacks {missing}"
+        extra = [k for k in table if not isinstance(k, Op)]
+        assert not extra, f"{name} table has non-op keys {extra}"
+
+
+def test_groups_partition_the_ops():
+    seen = [op for group in GROUPS.values() for op in group]
+    assert sorted(o.value for o in seen) == sorted(o.value for o in Op)
+    assert len(seen) == len(set(seen))
+
+
+def test_spec_builtins_exist():
+    spec = ("exp log tanh sigmoid relu gelu sqrt rsqrt abs square sin cos maximum minimum where sum mean max "
+            "softmax log_softmax layernorm transpose reshape concat take").split()
+    assert [b for b in spec if b not in BUILTINS] == []
