@@ -116,12 +116,14 @@ class Builder:
 
     def finish(self, output: Value, name: str) -> Program:
         used: set[str] = set()
+        suffix: dict[str, int] = {}
 
-        def fresh(base: str) -> str:
-            cand, k = base, 2
-            while cand in used:
+        def fresh(base: str, taken: set[str]) -> str:
+            cand, k = base, suffix.get(base, 2)
+            while cand in taken:
                 cand, k = f"{base}.{k}", k + 1
-            used.add(cand)
+            suffix[base] = k
+            taken.add(cand)
             return cand
 
         names: dict[int, str] = {}
@@ -135,14 +137,10 @@ class Builder:
             if ev[0] == "scope":
                 scope = ev[1]
                 base = _join(prefixes[id(scope.parent)], scope.label or scope.callee)
-                cand, k = base, 2
-                while cand in prefix_used:
-                    cand, k = f"{base}.{k}", k + 1
-                prefix_used.add(cand)
-                prefixes[id(scope)] = cand
+                prefixes[id(scope)] = fresh("\0" + base, prefix_used)[1:]
             else:
                 _, nid, scope, rel = ev
-                full = fresh(_join(prefixes[id(scope)], rel))
+                full = fresh(_join(prefixes[id(scope)], rel), used)
                 if nid in names:
                     aliases.append((full, nid))
                 else:

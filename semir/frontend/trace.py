@@ -63,7 +63,8 @@ class _Tracer:
         f = os.path.abspath(code.co_filename)
         if f == self.fn_file:
             return True
-        return not (f.startswith(_SEMIR_DIR) or f.startswith(_LIB_DIRS) or f.startswith("<frozen"))
+        # "<string>" and the like: generated code (dataclass __init__s, exec'd helpers), not the user's
+        return not (code.co_filename.startswith("<") or f.startswith(_SEMIR_DIR) or f.startswith(_LIB_DIRS))
 
     def on_call(self, frame, event, arg):
         if event != "call" or not self.is_user(frame.f_code):
