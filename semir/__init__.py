@@ -1,5 +1,14 @@
 """semir: a compiler for semiring backpropagation."""
 
+import os as _os
+
+# In a source checkout, backends/ and grammar/ sit beside semir/ (installs map them into the package as
+# semir.backends and semir.grammar); let the checkout import the same way an installed copy does.
+_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "backends")) and _os.path.isfile(
+        _os.path.join(_root, "backends", "__init__.py")):
+    __path__.append(_root)
+
 from . import ops, semirings
 from .compiler import compile
 from .errors import InputError, OptionError, SemirError, SourceError, TypeCheckError
@@ -22,5 +31,7 @@ def load(path, entry=None) -> Program:
     return parse(text, str(path), entry=entry)
 
 
-__all__ = ["compile", "ops", "semirings", "trace", "DType", "InputError", "OptionError", "Program", "SemirError", "SourceError", "TensorType",
-           "TypeCheckError", "load", "parse", "parse_ir"]
+__all__ = [
+    "DType", "InputError", "OptionError", "Program", "SemirError", "SourceError", "TensorType", "TypeCheckError",
+    "compile", "load", "ops", "parse", "parse_ir", "semirings", "trace",
+]

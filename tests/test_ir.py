@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EXAMPLES, random_inputs
 from hypothesis import given
 from hypothesis import strategies as st
 
 import semir
 from semir.passes import optimize
 from semir.testing.strategies import scalar_programs, tensor_programs
-
-from conftest import EXAMPLES, random_inputs
 
 GOLDEN = Path(__file__).parent / "golden"
 MODELS = sorted(p.stem for p in EXAMPLES.glob("*.semir"))

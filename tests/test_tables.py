@@ -2,6 +2,7 @@
 
 from semir.backends.reference.eval_rules import EVAL_RULES
 from semir.backends.reference.jacobian import JACOBIAN
+
 from semir.frontend.builtins import BUILTINS
 from semir.ir.ops import GROUPS, Op
 from semir.ir.shapes import SHAPE_RULES

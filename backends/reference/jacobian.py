@@ -13,14 +13,15 @@ index, as in the forward pass.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from semir.ir.ops import Op
 
-from .eval_rules import SQRT_2_OVER_PI, GELU_TANH_C, index_key, layernorm_parts, sigmoid
+from .eval_rules import GELU_TANH_C, SQRT_2_OVER_PI, index_key, layernorm_parts
 
 
 @dataclass(frozen=True)

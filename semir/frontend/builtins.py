@@ -10,8 +10,9 @@ Python would when tracing.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -143,6 +144,8 @@ def binary(name: str, a: Any, b: Any) -> Any:
             return _PY_BINARY[name](a, b)
         except ZeroDivisionError:
             raise TypeCheckError("division by zero in a constant expression") from None
+        except TypeError as e:  # e.g. a dimension times a dimension
+            raise TypeCheckError(str(e)) from None
     b_ = v.builder
     a_v = b_.lift(a, _value(b))
     b_v = b_.lift(b, a_v)

@@ -225,8 +225,10 @@ class Compiler:
             if isinstance(v, str | list):
                 raise self.error(f"a {'string' if isinstance(v, str) else 'list'} is not a valid operand here",
                                  t.meta)
-            if isinstance(v, SymDim):
-                raise self.error("a symbolic dimension is not a value; use it only in shapes", t.meta)
+            if isinstance(v, SymDim) and not (t.data in ("add", "sub", "mul", "neg", "pos") and all(
+                    isinstance(w, int | SymDim) and not isinstance(w, bool) for w in vals)):
+                raise self.error("a symbolic dimension is not a value; use it only in shapes and with "
+                                 "integers (+, -, *)", t.meta)
         return vals
 
     def var(self, t, frame: _Frame) -> Any:
@@ -331,8 +333,11 @@ class Compiler:
         for wd, gd in zip(want, got.shape):
             ok = ok and unify_dim(wd, gd, frame.dims)
         if not ok:
-            shown = TensorType(dtype, tuple(substitute(w, frame.dims) for w in want))
-            raise self.error(f"argument {pname!r} of {d.name}(): expected {shown}, got {got}", t.meta)
+            declared = TensorType(dtype, tuple(want))
+            syms = sorted({s for w in want for s in dim_symbols(w) if s in frame.dims})
+            bound = ", ".join(f"{s}={frame.dims[s]}" for s in syms)
+            raise self.error(f"argument {pname!r} of {d.name}(): expected {declared}"
+                             + (f" with {bound}" if bound else "") + f", got {got}", t.meta)
 
 
 def parse_tree(text: str, file: str) -> lark.Tree:

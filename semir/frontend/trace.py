@@ -16,8 +16,9 @@ import os
 import re
 import sys
 import sysconfig
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import SemirError, TypeCheckError
 from ..ir.node import Loc, Program

@@ -7,7 +7,8 @@ caller places at the operator's source position.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import TypeCheckError
 from .ops import BINARY, COMPARE, Op

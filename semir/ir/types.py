@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 
@@ -75,6 +74,28 @@ class SymDim:
             parts.append(f"{self.const:+d}")
         return "".join(parts)
 
+    # Affine arithmetic, so that shapes like ``2*H`` or ``x.shape[0] - 1`` can be computed.
+    def __add__(self, o):
+        return dim_add(self, _as_dim(o))
+
+    __radd__ = __add__
+
+    def __sub__(self, o):
+        return dim_add(self, _as_dim(o), sign=-1)
+
+    def __rsub__(self, o):
+        return dim_add(_as_dim(o), self, sign=-1)
+
+    def __mul__(self, o):
+        if not isinstance(o, int) or isinstance(o, bool):
+            raise TypeError(f"a dimension can only be scaled by an integer, not {o!r}")
+        return dim_scale(self, o)
+
+    __rmul__ = __mul__
+
+    def __neg__(self):
+        return dim_scale(self, -1)
+
     def bind(self, env: dict[str, int]) -> int | SymDim:
         const, rest = self.const, {}
         for s, c in self.terms:
@@ -85,7 +106,13 @@ class SymDim:
         return SymDim.make(rest, const)
 
 
-Dim = Union[int, SymDim]
+Dim = int | SymDim
+
+
+def _as_dim(o) -> Dim:
+    if isinstance(o, bool) or not isinstance(o, int | SymDim):
+        raise TypeError(f"cannot combine a dimension with {o!r}")
+    return o
 
 
 def _affine(d: Dim) -> tuple[dict[str, int], int]:

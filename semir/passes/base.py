@@ -7,8 +7,8 @@ result). Each states its contract in its docstring.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..errors import SemirError, unknown
 from ..ir.node import Program

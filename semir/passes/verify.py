@@ -43,7 +43,8 @@ def verify(prog: Program) -> None:
             continue
         got = infer(n.op, [defined[i].type for i in n.inputs], n.attr_dict)
         if got != n.type:
-            raise TypeCheckError(f"node {n.name!r}: {n.op.value} gives {got}, but the node is typed {n.type}{_where(n)}")
+            raise TypeCheckError(f"node {n.name!r}: {n.op.value} gives {got}, but the node is typed {n.type}"
+                                 f"{_where(n)}")
     _check_acyclic(prog, defined)
     if prog.output not in defined:
         raise TypeCheckError(f"the output {prog.output!r} is not defined")

@@ -13,8 +13,8 @@ backend picks the same path no matter in which order it combines candidates.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

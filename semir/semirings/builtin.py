@@ -193,11 +193,18 @@ log = Semiring(
 # The count is exact in float64 up to 2**53; past float64's range it becomes
 # inf, and the field ``log_count`` (always carried) still holds its log.
 
+def _counting(f):
+    with np.errstate(over="ignore"):  # the count may overflow to inf; log_count carries on
+        return f()
+
+
 counting = Semiring(
     name="counting",
     fields=(Field("count", 0.0, 1.0, "float64"), Field("log_count", -np.inf, 0.0, "float64")),
-    plus=lambda a, b: {"count": a["count"] + b["count"], "log_count": np.logaddexp(a["log_count"], b["log_count"])},
-    times=lambda a, b: {"count": a["count"] * b["count"], "log_count": a["log_count"] + b["log_count"]},
+    plus=lambda a, b: _counting(lambda: {"count": a["count"] + b["count"],
+                                         "log_count": np.logaddexp(a["log_count"], b["log_count"])}),
+    times=lambda a, b: _counting(lambda: {"count": a["count"] * b["count"],
+                                          "log_count": a["log_count"] + b["log_count"]}),
     lift=lambda w: {"count": (np.asarray(w) != 0).astype(np.float64),
                     "log_count": np.where(np.asarray(w) != 0, 0.0, -np.inf)},
     extend_fn=lambda s, w, e: {"count": np.where(w != 0, s["count"], 0.0),
