@@ -206,6 +206,12 @@ def test_internal_nodes_and_aliases():
     r = semir.compile(prog, "sum_product", backend="reference", wrt=["h", "attn.k", "skip"])(**ins)
     assert r.node("attn.k").shape == (4, 16)
     np.testing.assert_array_equal(r["skip"], r["h"])  # skip is an alias of h
-    # the gradient at attn.k is the gradient through the keys: zero for rows the softmax ignores? no — check
-    # against the chain rule through the named node instead: d out/d h includes the k branch.
-    assert np.any(r.node("attn.k") != 0)
+    # The gradient at the internal node attn.k by the chain rule: out = u·(h + softmax(q kᵀ/4) v)[0], so
+    # d out/d k[j] = Σ_i g_i a_0i (e_ij - a_0j)/4 · q_0 with g = v u: only row 0 of the scores matters.
+    q, v, u = ins["h"] @ ins["wq"], ins["h"] @ ins["wv"], ins["u"]
+    k = ins["h"] @ ins["wk"]
+    s = q[0] @ k.T * 0.25
+    a = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
+    g = v @ u
+    ds = a * (g - a @ g)  # d out / d scores[0, j]
+    np.testing.assert_allclose(r.node("attn.k"), np.outer(ds, q[0]) * 0.25, rtol=1e-4, atol=1e-6)
