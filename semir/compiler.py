@@ -21,7 +21,16 @@ def _reference(prog, sr, wrt, granularity, **opts):
     return compile_reference(prog, sr, wrt, granularity, **opts)
 
 
-BACKENDS: dict[str, Callable[..., Any]] = {"reference": _reference}
+def _numba(prog, sr, wrt, granularity, **opts):
+    if sr.numba is None:
+        raise OptionError(f"semiring {sr.name!r} has no Numba kernels (user-defined from scalar functions); "
+                          "use backend='reference'")
+    from semir.backends.numba import compile_numba
+
+    return compile_numba(prog, sr, wrt, granularity, **opts)
+
+
+BACKENDS: dict[str, Callable[..., Any]] = {"reference": _reference, "numba": _numba}
 
 
 def resolve_wrt(prog: Program, wrt: Any) -> tuple[str, ...]:

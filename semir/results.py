@@ -36,7 +36,8 @@ class Path(list):
         return "\n".join(lines)
 
 
-EdgeInfo = Callable[[int], tuple[str, int, int, float]]  # edge id -> (consumer, out flat idx, in flat idx, w)
+# (pointer, element it leaves from) -> (consumer node, consumer element, edge weight)
+EdgeInfo = Callable[[int, int], tuple[str, int, float]]
 
 
 def _follow_single(state: State, i: int, comp: Any):
@@ -152,9 +153,7 @@ class Result:
                 if not steps:
                     return steps  # no path from this element: the value is 0̄
                 raise SemirError(f"broken path pointer at {node}{list(here)}")
-            consumer, out_i, in_i, w = self.edge_info(edge)
-            if in_i != idx:
-                raise SemirError(f"inconsistent path pointer at {node}{list(here)}")
+            consumer, out_i, w = self.edge_info(edge, idx)
             steps.append(Step(node, here, float(w)))
             node, idx, comp = consumer, out_i, nxt(w)
             shape = self._shape(node)

@@ -1,16 +1,18 @@
 """The reference backend equals the path-enumeration oracle, for every semiring (SPEC §5)."""
 
 import math
+import os
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import semir
 from semir.testing.oracle import Oracle
 from semir.testing.strategies import scalar_programs, tensor_programs
 
+NUMBA_EXAMPLES = int(os.environ.get("SEMIR_NUMBA_EXAMPLES", "6"))
 SEMIRINGS = ["sum_product", "max_product", "max_abs", "entropy", "log", "counting", "boolean", "topk:3"]
 
 
@@ -76,23 +78,21 @@ def _finite(prog, inputs):
     return np.all(np.isfinite(out)) and np.all(np.abs(out) < 1e6)
 
 
-@given(scalar_programs(), st.integers(0, 2**16))
-def test_reference_equals_oracle_scalar(gen, seed):
+def oracle_scalar(gen, seed, backend):
     prog = semir.parse(gen.text)
     inputs = gen.inputs(seed)
     assume(_finite(prog, inputs))
     oracle = Oracle(prog, inputs)
     nodes = [n for n, _ in gen.params] + [t for t, _, _ in gen.lines]
     for s in SEMIRINGS:
-        r = semir.compile(prog, s, backend="reference", wrt=nodes)(**inputs)
+        r = semir.compile(prog, s, backend=backend, wrt=nodes)(**inputs)
         for node in nodes:
             check_against_oracle(r, oracle, s, node)
             if r.semiring.has_paths:
                 check_paths(r, inputs, node, s)
 
 
-@given(tensor_programs(), st.integers(0, 2**16))
-def test_reference_equals_oracle_tensor(gen, seed):
+def oracle_tensor(gen, seed, backend):
     prog = semir.parse(gen.text)
     inputs = gen.inputs(seed)
     assume(_finite(prog, inputs))
@@ -102,11 +102,34 @@ def test_reference_equals_oracle_tensor(gen, seed):
         assume(False)
     nodes = [n for n, t in gen.params if t.startswith("f")] + [t for t, _, _ in gen.lines]
     for s in SEMIRINGS:
-        r = semir.compile(prog, s, backend="reference", wrt=nodes)(**inputs)
+        r = semir.compile(prog, s, backend=backend, wrt=nodes)(**inputs)
         for node in nodes:
             check_against_oracle(r, oracle, s, node, rtol=1e-8, atol=1e-10)
             if r.semiring.has_paths and s != "topk:3":
                 check_paths(r, inputs, node, s)
+
+
+@given(scalar_programs(), st.integers(0, 2**16))
+def test_reference_equals_oracle_scalar(gen, seed):
+    oracle_scalar(gen, seed, "reference")
+
+
+@given(tensor_programs(), st.integers(0, 2**16))
+def test_reference_equals_oracle_tensor(gen, seed):
+    oracle_tensor(gen, seed, "reference")
+
+
+# Each random program compiles fresh Numba kernels (about a second per semiring), so fewer examples.
+@settings(max_examples=NUMBA_EXAMPLES)
+@given(scalar_programs(), st.integers(0, 2**16))
+def test_numba_equals_oracle_scalar(gen, seed):
+    oracle_scalar(gen, seed, "numba")
+
+
+@settings(max_examples=NUMBA_EXAMPLES)
+@given(tensor_programs(), st.integers(0, 2**16))
+def test_numba_equals_oracle_tensor(gen, seed):
+    oracle_tensor(gen, seed, "numba")
 
 
 def central_difference(kernel, inputs, name, h=1e-6):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from semir.errors import InputError
+from semir.errors import InputError, SemirError
 from semir.ir.node import Program
 from semir.ir.ops import Op
 from semir.results import Result
@@ -87,11 +87,13 @@ class _EdgeTable:
         self.starts.append(start)
         self.entries.append((consumer, edges))
 
-    def __call__(self, edge: int) -> tuple[str, int, int, float]:
+    def __call__(self, edge: int, from_idx: int) -> tuple[str, int, float]:
         k = bisect.bisect_right(self.starts, edge) - 1
         consumer, e = self.entries[k]
         i = edge - self.starts[k]
-        return consumer, int(e.out_idx[i]), int(e.in_idx[i]), float(e.w[i])
+        if int(e.in_idx[i]) != from_idx:
+            raise SemirError(f"inconsistent path pointer into {consumer!r}")
+        return consumer, int(e.out_idx[i]), float(e.w[i])
 
 
 class ReferenceKernel:

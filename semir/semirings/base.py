@@ -60,6 +60,12 @@ class Semiring:
     description: str = ""
     paths: str | None = None  # how pointers are followed: "signed" (hi/lo), "single", "ranked"
     components: tuple[str, ...] = field(default=())  # value fields a path can start from
+    # Numba source of ``acc(U_<fields>..., j, V_<fields>..., i, w, e)``: D_u[j] ⊕= lift(w) ⊗ D_v[i], with
+    # pointer e, on flat field arrays (topk: [n, K]). Generated kernels call it for every edge.
+    numba: str | None = None
+    # Optional (slot A, slot B) contraction backward as BLAS calls, for semirings whose ⊕/⊗ embed into
+    # ordinary arithmetic; signature (U, V, other, a_off, b_off, y_off, M, K, N), U/V tuples of fields.
+    gemm: tuple[Callable, Callable] | None = None
 
     @property
     def selective(self) -> bool:

@@ -21,6 +21,16 @@ def _xlogx(p: np.ndarray) -> np.ndarray:
 
 # -- sum-product: the gradient ---------------------------------------------
 
+def _linear_gemm(U, V, other, ao, bo, yo, M, K, N, slot):
+    """D_A[b] += D_Y[b] @ B[b]^T (slot a) or D_B[b] += A[b]^T @ D_Y[b] (slot b), by BLAS."""
+    for b in range(len(ao)):
+        y = V[yo[b]:yo[b] + M * N].reshape(M, N)
+        if slot == "a":
+            U[ao[b]:ao[b] + M * K].reshape(M, K)[...] += y @ other[bo[b]:bo[b] + K * N].reshape(K, N).T
+        else:
+            U[bo[b]:bo[b] + K * N].reshape(K, N)[...] += other[ao[b]:ao[b] + M * K].reshape(M, K).T @ y
+
+
 sum_product = Semiring(
     name="sum_product",
     fields=(Field("v", 0.0, 1.0),),
@@ -31,6 +41,12 @@ sum_product = Semiring(
     finalize=lambda s: s["v"],
     kind="ring",
     description="the gradient (Σ over paths of the product of edge weights)",
+    numba="""
+def acc(U_v, j, V_v, i, w, e):
+    U_v[j] += w * V_v[i]
+""",
+    gemm=(lambda U, V, B, ao, bo, yo, M, K, N: _linear_gemm(U[0], V[0], B, ao, bo, yo, M, K, N, "a"),
+          lambda U, V, A, ao, bo, yo, M, K, N: _linear_gemm(U[0], V[0], A, ao, bo, yo, M, K, N, "b")),
 )
 
 
@@ -89,6 +105,25 @@ max_product = Semiring(
     paths="signed",
     components=("hi", "lo"),
     description="the largest signed path product (hi) and the smallest (lo), with pointers",
+    numba="""
+def acc(U_hi, U_lo, U_hi_edge, U_lo_edge, j, V_hi, V_lo, V_hi_edge, V_lo_edge, i, w, e):
+    vh = V_hi[i]
+    if vh == -np.inf:
+        return
+    vl = V_lo[i]
+    if w >= 0:
+        ch = w * vh
+        cl = w * vl
+    else:
+        ch = w * vl
+        cl = w * vh
+    if ch > U_hi[j] or (ch == U_hi[j] and e < U_hi_edge[j]):
+        U_hi[j] = ch
+        U_hi_edge[j] = e
+    if cl < U_lo[j] or (cl == U_lo[j] and e < U_lo_edge[j]):
+        U_lo[j] = cl
+        U_lo_edge[j] = e
+""",
 )
 
 
@@ -117,6 +152,17 @@ max_abs = Semiring(
     paths="single",
     components=("v",),
     description="the signed product of the path of largest magnitude",
+    numba="""
+def acc(U_v, U_edge, j, V_v, V_edge, i, w, e):
+    if V_edge[i] == EDGE_NONE:
+        return
+    c = w * V_v[i]
+    a = abs(c)
+    b = abs(U_v[j])
+    if a > b or (a == b and e < U_edge[j]):
+        U_v[j] = c
+        U_edge[j] = e
+""",
 )
 
 
@@ -171,6 +217,36 @@ entropy = Semiring(
     finalize=lambda s: s["h"],
     kind="ring",
     description="entropy (nats) of the distribution over paths with p ∝ |product of edge weights|",
+    numba="""
+def acc(U_logz, U_h, j, V_logz, V_h, i, w, e):
+    lv = V_logz[i]
+    if lv == -np.inf or w == 0:
+        return
+    lc = lv + math.log(abs(w))
+    hc = V_h[i]
+    la = U_logz[j]
+    if la == -np.inf:
+        U_logz[j] = lc
+        U_h[j] = hc
+        return
+    d = la - lc
+    x = math.exp(-abs(d))
+    big = 1.0 / (1.0 + x)
+    small = x / (1.0 + x)
+    if d >= 0:
+        pa = big
+        pc = small
+    else:
+        pa = small
+        pc = big
+    h = pa * U_h[j] + pc * hc
+    if pa > 0:
+        h -= pa * math.log(pa)
+    if pc > 0:
+        h -= pc * math.log(pc)
+    U_h[j] = h
+    U_logz[j] = max(la, lc) + math.log1p(x)
+""",
 )
 
 
@@ -186,6 +262,18 @@ log = Semiring(
     finalize=lambda s: s["logz"],
     kind="ring",
     description="log of the sum over paths of |product of edge weights|",
+    numba="""
+def acc(U_logz, j, V_logz, i, w, e):
+    lv = V_logz[i]
+    if lv == -np.inf or w == 0:
+        return
+    lc = lv + math.log(abs(w))
+    la = U_logz[j]
+    if la == -np.inf:
+        U_logz[j] = lc
+    else:
+        U_logz[j] = max(la, lc) + math.log1p(math.exp(-abs(la - lc)))
+""",
 )
 
 
@@ -212,6 +300,18 @@ counting = Semiring(
     finalize=lambda s: s["count"],
     kind="ring",
     description="the number of paths whose edges are all non-zero (state 'log_count' holds its log)",
+    numba="""
+def acc(U_count, U_log_count, j, V_count, V_log_count, i, w, e):
+    if w == 0 or V_log_count[i] == -np.inf:
+        return
+    U_count[j] += V_count[i]
+    lc = V_log_count[i]
+    la = U_log_count[j]
+    if la == -np.inf:
+        U_log_count[j] = lc
+    else:
+        U_log_count[j] = max(la, lc) + math.log1p(math.exp(-abs(la - lc)))
+""",
 )
 
 
@@ -225,6 +325,11 @@ boolean = Semiring(
     finalize=lambda s: s["b"],
     kind="ring",
     description="whether a path with all edges non-zero exists",
+    numba="""
+def acc(U_b, j, V_b, i, w, e):
+    if w != 0 and V_b[i]:
+        U_b[j] = True
+""",
 )
 
 
@@ -234,6 +339,35 @@ def _topk_select(v, edge, rank, k: int) -> State:
     order = np.lexsort((rank, edge, -np.abs(v)), axis=-1)[..., :k]
     return {"v": np.take_along_axis(v, order, -1), "edge": np.take_along_axis(edge, order, -1),
             "rank": np.take_along_axis(rank, order, -1)}
+
+
+# Merge the K candidates of D_v[i]·w into the sorted list D_u[j]: candidate r (rank r at the consumer)
+# goes in at its place by (larger |v|, then lower edge, then lower rank); the list stays of length K.
+_TOPK_NUMBA = """
+def acc(U_v, U_edge, U_rank, j, V_v, V_edge, V_rank, i, w, e):
+    K = U_v.shape[1]
+    for r in range(K):
+        if V_edge[i, r] == EDGE_NONE:
+            return
+        c = V_v[i, r] * w
+        m = abs(c)
+        pos = K
+        for q in range(K):
+            u = abs(U_v[j, q])
+            if U_edge[j, q] == EDGE_NONE or m > u or (m == u and (e < U_edge[j, q] or (
+                    e == U_edge[j, q] and r < U_rank[j, q]))):
+                pos = q
+                break
+        if pos == K:
+            return
+        for q in range(K - 1, pos, -1):
+            U_v[j, q] = U_v[j, q - 1]
+            U_edge[j, q] = U_edge[j, q - 1]
+            U_rank[j, q] = U_rank[j, q - 1]
+        U_v[j, pos] = c
+        U_edge[j, pos] = e
+        U_rank[j, pos] = r
+"""
 
 
 def topk(k: int) -> Semiring:
@@ -272,6 +406,7 @@ def topk(k: int) -> Semiring:
         plus=plus, times=times, lift=lift, extend_fn=extend, finalize=lambda s: s["v"],
         kind="selective", k=k, paths="ranked", components=tuple(str(i) for i in range(k)),
         description=f"the {k} path products of largest magnitude, signed, sorted by magnitude (missing: 0)",
+        numba=_TOPK_NUMBA,
     )
 
 

@@ -1,0 +1,293 @@
+"""The Numba backend's kernel: generated modules, per-shape call plans, results with paths."""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+import numpy as np
+
+from semir.errors import InputError
+from semir.ir.node import Program
+from semir.ir.ops import Op
+from semir.results import Result
+from semir.runtime import bind_attrs, bind_inputs
+from semir.semirings import Semiring
+
+from . import cache, codegen, templates
+
+
+def _float_dtype(prog: Program) -> np.dtype:
+    from semir.backends.reference.backend import float_dtype_of
+
+    return float_dtype_of(prog)
+
+
+class Plan:
+    """Everything that depends on the bound shapes: sizes, index maps, offsets, pointer bases.
+
+    Built once per binding of the symbolic dims and reused; ``aux`` holds the
+    per-call data that depends on values (argmax choices, gather maps of
+    ``take``, layernorm statistics).
+    """
+
+    def __init__(self, prog: Program, a: codegen.Analysis, env: dict[str, int], sr: Semiring, fdt: np.dtype):
+        from semir.backends.reference.jacobian import _bcast, _reduce_map, _rows
+
+        self.prog, self.env, self.gemm = prog, env, sr.gemm
+        self.index = a.index
+        self.shape = [tuple(int(d) for d in n.type.bind(env).shape) for n in prog.nodes]
+        self.size = [int(np.prod(s, dtype=np.int64)) for s in self.shape]
+        self.dtype = [fdt if n.type.dtype.is_float else n.type.dtype.numpy for n in prog.nodes]
+        self.attrs = [bind_attrs(n.attr_dict, env) for n in prog.nodes]
+        self.group_size = [self.size[g[-1]] for g in a.groups]
+        self.bmap: dict[tuple[int, int], np.ndarray] = {}
+        for gid, members in enumerate(a.groups):
+            root = members[-1]
+            for m in members:
+                for name in prog.nodes[m].inputs:
+                    u = a.index[name]
+                    if u not in members and self.shape[u] != self.shape[root] and self.size[u] != 1:
+                        self.bmap[(gid, u)] = _bcast(self.shape[u], self.shape[root])
+        # Pointer bases: (consumer, slot) in program order, each as wide as the consumer's output.
+        self.base: list[list[int]] = []
+        self._bases: list[tuple[int, int, int]] = []
+        nxt = 0
+        for k, n in enumerate(prog.nodes):
+            row = []
+            for slot in range(len(n.inputs)):
+                row.append(nxt)
+                self._bases.append((nxt, k, slot))
+                nxt += self.size[k]
+            self.base.append(row)
+        self.map: dict[int, list] = {}
+        self.outmap, self.scale, self.rowsplit, self.rows, self.n, self.colmap = {}, {}, {}, {}, {}, {}
+        self.mm, self.shared, self.sel_rows = {}, {}, {}
+        for k, n in enumerate(prog.nodes):
+            ins = [self.shape[a.index[i]] for i in n.inputs]
+            at = self.attrs[k]
+            if n.op in (Op.transpose, Op.reshape, Op.index):
+                from semir.backends.reference.eval_rules import evaluate
+
+                src = np.arange(self.size[a.index[n.inputs[0]]]).reshape(ins[0])
+                self.map[k] = [np.ascontiguousarray(evaluate(n.op, [src], at, np.int64)).ravel()]
+            elif n.op is Op.concat:
+                maps = []
+                for s in range(len(ins)):
+                    parts = [np.arange(int(np.prod(sh))).reshape(sh) if i == s else np.full(sh, -1)
+                             for i, sh in enumerate(ins)]
+                    maps.append(np.concatenate(parts, axis=at["axis"]).ravel())
+                self.map[k] = maps
+            elif n.op in (Op.sum, Op.mean):
+                self.outmap[k] = np.ascontiguousarray(_reduce_map(np.empty(ins[0]), at["axes"]))
+                count = int(np.prod([ins[0][i] for i in at["axes"]], dtype=np.int64))
+                self.scale[k] = 1.0 / max(count, 1)
+            elif n.op is Op.max:
+                self.sel_rows[k] = _rows(np.empty(ins[0]), at["axes"])
+            elif n.op in (Op.softmax, Op.log_softmax):
+                sh, ax = ins[0], at["axis"]
+                self.rowsplit[k] = (int(np.prod(sh[:ax], dtype=np.int64)), sh[ax],
+                                    int(np.prod(sh[ax + 1:], dtype=np.int64)))
+            elif n.op is Op.layernorm:
+                width = ins[0][-1]
+                self.n[k] = width
+                self.rows[k] = self.size[k] // max(width, 1)
+                self.colmap[k] = np.ascontiguousarray(np.arange(self.size[k]) % max(width, 1))
+            elif n.op is Op.matmul:
+                self._matmul_plan(k, ins)
+        self.aux: dict[int, Any] = {}
+
+    def _matmul_plan(self, k: int, ins: list[tuple[int, ...]]) -> None:
+        xs = (1,) + ins[0] if len(ins[0]) == 1 else ins[0]
+        ys = ins[1] + (1,) if len(ins[1]) == 1 else ins[1]
+        M, K, N = xs[-2], xs[-1], ys[-1]
+        batch = np.broadcast_shapes(xs[:-2], ys[:-2])
+        nb = int(np.prod(batch, dtype=np.int64))
+        ab = np.broadcast_to(np.arange(int(np.prod(xs[:-2], dtype=np.int64))).reshape(xs[:-2]), batch).ravel()
+        bb = np.broadcast_to(np.arange(int(np.prod(ys[:-2], dtype=np.int64))).reshape(ys[:-2]), batch).ravel()
+        a_off = np.ascontiguousarray(ab * (M * K), dtype=np.int64)
+        b_off = np.ascontiguousarray(bb * (K * N), dtype=np.int64)
+        y_off = np.arange(nb, dtype=np.int64) * (M * N)
+        self.mm[k] = (a_off, b_off, y_off, M, K, N)
+        self.shared[k] = [len(np.unique(a_off)) < nb, len(np.unique(b_off)) < nb]
+        self.mm_shapes = getattr(self, "mm_shapes", {})
+        self.mm_shapes[k] = (xs, ys)
+
+    # -- forward of non-elementwise ops: NumPy/BLAS, the reference rules ----
+
+    def evaluate(self, k: int, V: list) -> np.ndarray:
+        from semir.backends.reference.eval_rules import evaluate, layernorm_parts
+
+        n = self.prog.nodes[k]
+        at = self.attrs[k]
+        idx = [self.index[i] for i in n.inputs]
+        args = [V[i].reshape(self.shape[i]) for i in idx]
+        dt = self.dtype[k]
+        if n.op is Op.const:
+            return np.full(1, at["value"], dtype=dt)
+        if n.op is Op.matmul:
+            xs, ys = self.mm_shapes[k]
+            out = np.matmul(args[0].reshape(xs), args[1].reshape(ys))
+            return np.ascontiguousarray(out, dtype=dt).reshape(-1)
+        if n.op is Op.max:
+            rows = self.sel_rows[k]
+            flat = V[idx[0]]
+            first = np.argmax(flat[rows], axis=1)  # the first maximum: ties to the lowest index
+            sel = rows[np.arange(len(rows)), first]
+            self.aux[k] = np.ascontiguousarray(sel, dtype=np.int64)
+            return np.ascontiguousarray(flat[sel], dtype=dt)
+        if n.op is Op.layernorm:
+            xhat, inv = layernorm_parts(args[0], at["eps"])
+            self.aux[k] = (np.ascontiguousarray(xhat, dtype=dt).reshape(-1),
+                           np.ascontiguousarray(inv, dtype=dt).reshape(-1))
+            return np.ascontiguousarray(xhat * args[1] + args[2], dtype=dt).reshape(-1)
+        if n.op is Op.take:
+            table, ids = args
+            rows = table.shape[0]
+            bad = (ids < -rows) | (ids >= rows)
+            if np.any(bad):
+                raise InputError(f"node {n.name!r}: id {int(ids[bad].ravel()[0])} is out of range for a "
+                                 f"table of {rows} rows")
+            m = np.take(np.arange(table.size).reshape(table.shape), ids, axis=0).ravel()
+            self.aux[k] = np.ascontiguousarray(m, dtype=np.int64)
+            return V[idx[0]][m]
+        if k in self.map and n.op is not Op.concat:
+            return V[idx[0]][self.map[k][0]]
+        return np.ascontiguousarray(evaluate(n.op, args, at, dt)).reshape(-1)
+
+    def edge(self, edge: int) -> tuple[int, int, int]:
+        """(consumer node index, slot, output element) of a pointer."""
+        i = bisect.bisect_right(self._bases, (edge, len(self.prog.nodes), 0)) - 1
+        base, k, slot = self._bases[i]
+        return k, slot, edge - base
+
+
+class NumbaKernel:
+    backend = "numba"
+
+    def __init__(self, prog: Program, semiring: Semiring, wrt: tuple[str, ...], granularity: str,
+                 allow_nonfinite: bool = False):
+        self.program, self.semiring, self.wrt = prog, semiring, wrt
+        self.granularity, self.allow_nonfinite = granularity, allow_nonfinite
+        self.float_dtype = _float_dtype(prog)
+        self.analysis = codegen.analyse(prog, wrt)
+        sr_source = templates.instantiate(semiring)
+        self.sr_name = f"semir_sr_{cache.key(sr_source)}"
+        self.sr, _ = cache.load(self.sr_name, lambda: sr_source)
+        ir = prog.format()
+        # The forward depends on the program only, the backward also on the semiring and the wrt set.
+        self.fwd_name = f"semir_fwd_{cache.key(ir, str(self.float_dtype))}"
+        self.module_name = f"semir_bwd_{cache.key(ir, self.sr_name, repr(wrt), granularity, str(self.float_dtype))}"
+        self.fwd, fresh_f = cache.load(self.fwd_name, lambda: codegen.generate(prog, wrt, semiring, self.sr_name)[0])
+        self.module, fresh_b = cache.load(
+            self.module_name, lambda: codegen.generate(prog, wrt, semiring, self.sr_name)[1])
+        self.generated = fresh_f or fresh_b
+        self.plans: dict[tuple, Plan] = {}
+
+    def plan(self, env: dict[str, int]) -> Plan:
+        k = tuple(sorted(env.items()))
+        if k not in self.plans:
+            self.plans[k] = Plan(self.program, self.analysis, env, self.semiring, self.float_dtype)
+        return self.plans[k]
+
+    def _forward(self, inputs: dict) -> tuple[list, Plan]:
+        arrays, env = bind_inputs(self.program, inputs, self.allow_nonfinite)
+        plan = self.plan(env)
+        plan.aux = {}
+        V: list = [None] * len(self.program.nodes)
+        for n in self.program.inputs:
+            k = plan.index[n.name]
+            V[k] = np.ascontiguousarray(arrays[n.name], dtype=plan.dtype[k]).reshape(-1)
+        self.fwd.forward(V, plan)
+        return V, plan
+
+    def forward(self, **inputs) -> np.ndarray:
+        V, plan = self._forward(inputs)
+        k = plan.index[self.program.output]
+        return V[k].reshape(plan.shape[k])
+
+    def __call__(self, **inputs) -> Result:
+        sr, prog = self.semiring, self.program
+        V, plan = self._forward(inputs)
+        fdt = self.float_dtype
+        D: dict[int, dict[str, np.ndarray]] = {}
+        for name in sorted(self.analysis.needed, key=plan.index.get):
+            k = plan.index[name]
+            D[k] = sr.zeros((plan.size[k],), fdt)
+        out = plan.index[prog.output]
+        if out in D:
+            D[out] = sr.ones((plan.size[out],), fdt)
+        self.module.backward(V, D, plan)
+        for name in self.wrt:  # a wrt node with no path to the output: 0̄ everywhere
+            k = plan.index[prog.resolve(name)]
+            if k not in D:
+                D[k] = sr.zeros((plan.size[k],), fdt)
+        tail = (sr.k,) if sr.k else ()
+        states = {prog.nodes[k].name: {f: a.reshape(plan.shape[k] + tail) for f, a in s.items()}
+                  for k, s in D.items()}
+        values = {n.name: V[k].reshape(plan.shape[k]) for k, n in enumerate(prog.nodes)}
+        return Result(program=prog, semiring=sr, backend=self.backend, granularity=self.granularity,
+                      output=values[prog.output], wrt=self.wrt, states=states, values=values,
+                      edge_info=_EdgeInfo(prog, plan, values), float_dtype=fdt)
+
+    def emit(self, what: str) -> str:
+        if what == "python":
+            return (cache.source(self.fwd_name) or "") + "\n\n" + (cache.source(self.module_name) or "")
+        if what == "llvm":
+            return self._llvm()
+        raise InputError(f"--emit {what} is not available on the numba backend (choose ir, python or llvm)")
+
+    def _llvm(self) -> str:
+        """LLVM IR of the compiled kernels, after one run on small random inputs to fix their types."""
+        rng = np.random.default_rng(0)
+        env: dict[str, int] = {}
+        inputs = {}
+        for n in self.program.inputs:
+            shape = []
+            for d in n.type.shape:
+                if not isinstance(d, int):
+                    for s, _ in d.terms:
+                        env.setdefault(s, 2)
+                    d = d.bind(env)
+                shape.append(int(d))
+            inputs[n.name] = (rng.integers(0, 2, size=shape) if n.type.dtype.is_int
+                              else rng.normal(size=shape) * 0.5)
+        self(**inputs)
+        out = []
+        for mod in (self.fwd, self.module, self.sr):
+            for name in sorted(vars(mod)):
+                fn = getattr(mod, name)
+                if hasattr(fn, "inspect_llvm") and fn.signatures:
+                    for sig, text in fn.inspect_llvm().items():
+                        out.append(f"; ---- {mod.__name__}.{name}{sig}\n{text}")
+        return "\n".join(out)
+
+
+class _EdgeInfo:
+    """Decode a pointer and recompute the weight of that one edge from the forward values."""
+
+    def __init__(self, prog: Program, plan: Plan, values: dict[str, np.ndarray]):
+        self.prog, self.plan, self.values = prog, plan, values
+        self._edges: dict[tuple[int, int], Any] = {}
+
+    def __call__(self, edge: int, from_idx: int) -> tuple[str, int, float]:
+        from semir.backends.reference.jacobian import local_edges
+
+        k, slot, out = self.plan.edge(edge)
+        node = self.prog.nodes[k]
+        if (k, slot) not in self._edges:
+            xs = [self.values[i] for i in node.inputs]
+            self._edges[(k, slot)] = local_edges(node.op, xs, self.values[node.name], self.plan.attrs[k])[slot]
+        e = self._edges[(k, slot)]
+        lo = np.searchsorted(e.out_idx, out, side="left")
+        hi = np.searchsorted(e.out_idx, out, side="right")
+        hit = lo + np.nonzero(e.in_idx[lo:hi] == from_idx)[0]
+        if len(hit) != 1:
+            raise InputError(f"inconsistent path pointer into {node.name}")
+        return node.name, out, float(e.w[hit[0]])
+
+
+def compile_numba(prog: Program, semiring: Semiring, wrt: tuple[str, ...], granularity: str,
+                  allow_nonfinite: bool = False) -> NumbaKernel:
+    return NumbaKernel(prog, semiring, wrt, granularity, allow_nonfinite)
+
