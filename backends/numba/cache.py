@@ -9,6 +9,7 @@ concurrent compilers of one key never expose a partial file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -37,10 +38,23 @@ def cpu_target() -> str:
     return f"{binding.get_host_cpu_name()}:{binding.get_host_cpu_features().flatten()}"
 
 
+@functools.cache
+def generator_digest() -> str:
+    """Hash of the code that writes generated modules, so that changing it never reuses stale files."""
+    from semir.semirings import base, builtin
+
+    from . import codegen, prelude, templates
+
+    h = hashlib.sha256()
+    for mod in (codegen, templates, prelude, builtin, base):
+        h.update(Path(mod.__file__).read_bytes())
+    return h.hexdigest()
+
+
 def key(*parts: str) -> str:
     """Hash of the parts plus everything else that changes generated or compiled code."""
     h = hashlib.sha256()
-    for p in (*parts, semir.__version__, numba.__version__, llvmlite.__version__, cpu_target()):
+    for p in (*parts, semir.__version__, numba.__version__, llvmlite.__version__, cpu_target(), generator_digest()):
         h.update(p.encode())
         h.update(b"\0")
     return h.hexdigest()[:24]

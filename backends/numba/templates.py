@@ -133,6 +133,63 @@ def matmul_bwd_b({U}, {V}, A, a_off, b_off, y_off, M, K, N, base, shared):
 '''
 
 
+ROWS_LOCAL = '''
+
+@njit(cache=True, parallel=True)
+def bwd_softmax({U}, {V}, s, outer, n, inner, log, base):
+    """Dense per-row Jacobian of (log_)softmax; each operand element reduced in registers."""
+    for t in prange(outer * inner):
+        a = t // inner
+        b = t % inner
+        start = a * n * inner + b
+        for jj in range(n):
+            j = start + jj * inner
+            sj = math.exp(s[j]) if log else s[j]
+%%INIT 12
+            for ii in range(n):
+                i = start + ii * inner
+                d = 1.0 if ii == jj else 0.0
+                if log:
+                    w = d - sj
+                else:
+                    w = s[i] * (d - sj)
+                e = base + i
+%%STEP 16
+%%MERGE 12
+
+
+@njit(cache=True, parallel=True)
+def bwd_layernorm({U}, {V}, xhat, inv, gamma, rows, n, base):
+    """Dense per-row Jacobian of layernorm; each operand element reduced in registers."""
+    for r in prange(rows):
+        start = r * n
+        for jj in range(n):
+            j = start + jj
+            xj = xhat[j] / n
+%%INIT 12
+            for ii in range(n):
+                i = start + ii
+                d = 1.0 if ii == jj else 0.0
+                w = gamma[ii] * inv[r] * (d - 1.0 / n - xhat[i] * xj)
+                e = base + i
+%%STEP 16
+%%MERGE 12
+'''
+
+
+def _local(template: str, snippets: tuple[str, str, str]) -> str:
+    subst = {"w": "w", "i": "i", "e": "e", "j": "j"}
+    out = []
+    for line in template.splitlines():
+        if line.startswith("%%"):
+            which, indent = line[2:].split()
+            code = snippets[("INIT", "STEP", "MERGE").index(which)].strip("\n").format(**subst)
+            out.extend(" " * int(indent) + c for c in code.splitlines())
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
 def instantiate(semiring) -> str:
     """The kernel module source for one semiring."""
     if semiring.numba is None:
@@ -141,4 +198,17 @@ def instantiate(semiring) -> str:
     U = ", ".join(f"U_{f}" for f in fields)
     V = ", ".join(f"V_{f}" for f in fields)
     acc = "\n\n@njit(cache=True)\n" + semiring.numba.strip() + "\n"
-    return HEADER.format(name=semiring.name) + acc + KERNELS.format(U=U, V=V) + MATMUL.format(U=U, V=V)
+    matmul = MATMUL.format(U=U, V=V)
+    if semiring.numba_matmul:  # the semiring's own slot-A contraction replaces the generic one
+        generic_b = matmul[matmul.index("@njit(cache=True, parallel=True)\ndef matmul_bwd_b"):]
+        matmul = "\n\n" + semiring.numba_matmul.strip() + "\n\n\n" + generic_b
+    kernels = KERNELS.format(U=U, V=V)
+    if semiring.numba_reduce:  # register-local dense row kernels replace the per-edge ones
+        kernels = kernels[:kernels.index("\n\n@njit(cache=True, parallel=True)\ndef bwd_softmax")]
+        kernels += _local(ROWS_LOCAL.replace("{U}", U).replace("{V}", V), semiring.numba_reduce)
+    if semiring.numba_layernorm:
+        start = kernels.index("\n\n@njit(cache=True, parallel=True)\ndef bwd_layernorm")
+        end = kernels.find("\n\n@njit", start + 10)
+        kernels = kernels[:start] + (kernels[end:] if end >= 0 else "")
+        kernels += "\n\n" + semiring.numba_layernorm.replace("{U}", U).replace("{V}", V).strip() + "\n"
+    return HEADER.format(name=semiring.name) + acc + kernels + matmul

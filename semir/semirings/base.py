@@ -63,6 +63,16 @@ class Semiring:
     # Numba source of ``acc(U_<fields>..., j, V_<fields>..., i, w, e)``: D_u[j] ⊕= lift(w) ⊗ D_v[i], with
     # pointer e, on flat field arrays (topk: [n, K]). Generated kernels call it for every edge.
     numba: str | None = None
+    # Optional Numba source replacing the generic ``matmul_bwd_a`` of ``backends/numba/templates.py`` (same
+    # signature): selective semirings reduce each output row in registers and merge once.
+    numba_matmul: str | None = None
+    # Optional register-local reduction (init, step, merge) Numba snippets: dense row kernels reduce the
+    # candidates of one operand element in locals and merge once. Placeholders: {w} weight, {i} consumer
+    # element, {e} pointer, {j} operand element. Without them, kernels call ``acc`` for every edge.
+    numba_reduce: tuple[str, str, str] | None = None
+    # Optional Numba source replacing the generic ``bwd_layernorm`` (same signature), e.g. the shifted linear
+    # form of a log-domain semiring.
+    numba_layernorm: str | None = None
     # Optional (slot A, slot B) contraction backward as BLAS calls, for semirings whose ⊕/⊗ embed into
     # ordinary arithmetic; signature (U, V, other, a_off, b_off, y_off, M, K, N), U/V tuples of fields.
     gemm: tuple[Callable, Callable] | None = None
@@ -120,3 +130,25 @@ def where(mask: np.ndarray, a: State, b: State) -> State:
 def reshape(s: State, shape, k: int = 0) -> State:
     tail = (k,) if k else ()
     return {n: v.reshape(tuple(shape) + tail) for n, v in s.items()}
+
+
+def reduce_fields(sr: Semiring, s: State) -> State:
+    """⊕ of a 1-D batch of elements (axis 0) into one element, by pairwise halving."""
+    n = len(next(iter(s.values())))
+    if n == 0:
+        return {k: v[0] for k, v in sr.zeros((1,), next(iter(s.values())).dtype).items()}
+    while n > 1:
+        if n % 2:
+            pad = sr.zeros((1,), _float_dtype(s))
+            s = {k: np.concatenate([v, pad[k]]) for k, v in s.items()}
+            n += 1
+        s = sr.plus({k: v[0::2] for k, v in s.items()}, {k: v[1::2] for k, v in s.items()})
+        n //= 2
+    return {k: v[0] for k, v in s.items()}
+
+
+def _float_dtype(s: State):
+    for v in s.values():
+        if v.dtype.kind == "f":
+            return v.dtype
+    return np.float64

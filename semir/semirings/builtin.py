@@ -45,9 +45,161 @@ sum_product = Semiring(
 def acc(U_v, j, V_v, i, w, e):
     U_v[j] += w * V_v[i]
 """,
+    numba_reduce=("acc0 = 0.0", "acc0 += ({w}) * V_v[{i}]", "U_v[{j}] += acc0"),
     gemm=(lambda U, V, B, ao, bo, yo, M, K, N: _linear_gemm(U[0], V[0], B, ao, bo, yo, M, K, N, "a"),
           lambda U, V, A, ao, bo, yo, M, K, N: _linear_gemm(U[0], V[0], A, ao, bo, yo, M, K, N, "b")),
 )
+
+
+# -- contractions of ring-embeddable semirings as GEMMs ----------------------
+# D_A[m, k] ⊕= ⊕_n lift(B[k, n]) ⊗ D_Y[m, n] (slot "a") or D_B[k, n] ⊕= ⊕_m lift(A[m, k]) ⊗ D_Y[m, n]
+# (slot "b"). Log-domain carriers are shifted by the maximum along the contracted axis, so the linear
+# sums lie in (0, |w|·N]; where a sum still underflows while paths exist, the element is redone exactly.
+
+def _ring_gemm(name: str, contract, U, V, other, ao, bo, yo, M, K, N, slot: str) -> None:
+    from .base import reduce_fields
+
+    sr = BUILTIN[name]
+    names = [f.name for f in sr.fields]
+    for b in range(len(ao)):
+        Y = {f: V[i][yo[b]:yo[b] + M * N].reshape(M, N) for i, f in enumerate(names)}
+        if slot == "a":
+            W, start, shape = other[bo[b]:bo[b] + K * N].reshape(K, N), ao[b], (M, K)
+        else:
+            W, start, shape = other[ao[b]:ao[b] + M * K].reshape(M, K), bo[b], (K, N)
+        size = shape[0] * shape[1]
+        cand, redo = contract(Y, W.astype(np.float64), slot)
+        for p, q in zip(*np.nonzero(redo)):  # exact ⊕ of the individual edges
+            if slot == "a":
+                st, w = {f: Y[f][p, :] for f in names}, W[q, :]
+            else:
+                st, w = {f: Y[f][:, q] for f in names}, W[:, p]
+            exact = reduce_fields(sr, sr.extend(st, w, np.zeros(len(w), np.int64)))
+            for f in names:
+                cand[f][p, q] = exact[f]
+        cur = {f: U[i][start:start + size].reshape(shape) for i, f in enumerate(names)}
+        new = sr.plus(cur, {f: cand[f].astype(cur[f].dtype) for f in names})
+        for i, f in enumerate(names):
+            U[i][start:start + size] = new[f].reshape(-1)
+
+
+def _shifted(lz: np.ndarray, slot: str):
+    c = np.max(lz, axis=1 if slot == "a" else 0, keepdims=True)
+    c = np.where(np.isfinite(c), c, 0.0)
+    with np.errstate(invalid="ignore"):
+        zs = np.exp(lz - c)
+    return c, zs
+
+
+def _mm(Yp: np.ndarray, Wf: np.ndarray, slot: str) -> np.ndarray:
+    return Yp @ Wf.T if slot == "a" else Wf.T @ Yp
+
+
+def _underflow(A: np.ndarray, lz: np.ndarray, nz: np.ndarray, slot: str) -> np.ndarray:
+    exists = _mm(np.isfinite(lz).astype(np.float64), nz, slot) > 0
+    return exists & ~(A > 1e-280)
+
+
+def _entropy_contract(Y, W, slot):
+    lz = Y["logz"].astype(np.float64)
+    c, zs = _shifted(lz, slot)
+    logzs = np.where(zs > 0, lz - c, 0.0)
+    t = zs * (Y["h"].astype(np.float64) - logzs)
+    aw = np.abs(W)
+    awl = np.where(aw > 0, aw * np.log(np.where(aw > 0, aw, 1.0)), 0.0)
+    A, B, C = _mm(zs, aw, slot), _mm(zs, awl, slot), _mm(t, aw, slot)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logA = np.log(A)
+        h = np.where(A > 0, (C - B) / A + logA, 0.0)
+    logz = np.where(A > 0, c + logA, -np.inf)
+    return {"logz": logz, "h": h}, _underflow(A, lz, (aw > 0).astype(np.float64), slot)
+
+
+def _log_contract(Y, W, slot):
+    lz = Y["logz"].astype(np.float64)
+    c, zs = _shifted(lz, slot)
+    aw = np.abs(W)
+    A = _mm(zs, aw, slot)
+    with np.errstate(divide="ignore"):
+        logz = np.where(A > 0, c + np.log(A), -np.inf)
+    return {"logz": logz}, _underflow(A, lz, (aw > 0).astype(np.float64), slot)
+
+
+def _counting_contract(Y, W, slot):
+    nz = (W != 0).astype(np.float64)
+    lc = Y["log_count"].astype(np.float64)
+    c, zs = _shifted(lc, slot)
+    A = _mm(zs, nz, slot)
+    with np.errstate(divide="ignore", over="ignore"):
+        log_count = np.where(A > 0, c + np.log(A), -np.inf)
+        count = _mm(Y["count"].astype(np.float64), nz, slot)
+    return {"count": count, "log_count": log_count}, _underflow(A, lc, nz, slot)
+
+
+def _boolean_contract(Y, W, slot):
+    b = _mm(Y["b"].astype(np.float64), (W != 0).astype(np.float64), slot) > 0
+    return {"b": b}, np.zeros(b.shape, bool)
+
+
+# Layernorm rows of the entropy semiring in the same shifted linear form as the GEMMs: per row, shift by
+# the largest log Z, then per operand element three weighted sums over the row and one ⊕ into the state. A sum that underflows while paths exist falls back to the exact per-edge ⊕.
+_ENTROPY_LAYERNORM = """
+@njit(cache=True, parallel=True)
+def bwd_layernorm({U}, {V}, xhat, inv, gamma, rows, n, base):
+    for r in prange(rows):
+        start = r * n
+        c = -np.inf
+        for ii in range(n):
+            c = max(c, V_logz[start + ii])
+        if c == -np.inf:
+            continue
+        zs = np.empty(n)
+        t = np.empty(n)
+        for ii in range(n):
+            lz = V_logz[start + ii]
+            if lz == -np.inf:
+                zs[ii] = 0.0
+                t[ii] = 0.0
+            else:
+                zs[ii] = math.exp(lz - c)
+                t[ii] = zs[ii] * (V_h[start + ii] - (lz - c))
+        one = np.empty(1)
+        two = np.empty(1)
+        for jj in range(n):
+            j = start + jj
+            xj = xhat[j] / n
+            A = 0.0
+            B = 0.0
+            C = 0.0
+            exists = False
+            for ii in range(n):
+                if zs[ii] == 0.0 and V_logz[start + ii] == -np.inf:
+                    continue
+                d = 1.0 if ii == jj else 0.0
+                w = abs(gamma[ii] * inv[r] * (d - 1.0 / n - xhat[start + ii] * xj))
+                if w == 0.0:
+                    continue
+                exists = True
+                A += w * zs[ii]
+                B += w * math.log(w) * zs[ii]
+                C += w * t[ii]
+            if not exists:
+                continue
+            if A > 1e-280:
+                one[0] = c + math.log(A)
+                two[0] = (C - B) / A + math.log(A)
+                acc(U_logz, U_h, j, one, two, 0, 1.0, 0)
+            else:
+                for ii in range(n):
+                    i = start + ii
+                    d = 1.0 if ii == jj else 0.0
+                    acc({U}, j, {V}, i, gamma[ii] * inv[r] * (d - 1.0 / n - xhat[i] * xj), base + i)
+"""
+
+
+def _gemms(name: str, contract):
+    return (lambda U, V, B, ao, bo, yo, M, K, N: _ring_gemm(name, contract, U, V, B, ao, bo, yo, M, K, N, "a"),
+            lambda U, V, A, ao, bo, yo, M, K, N: _ring_gemm(name, contract, U, V, A, ao, bo, yo, M, K, N, "b"))
 
 
 # -- max-product with signed hi/lo (paper Eq. 5, App. A) -------------------
@@ -91,6 +243,62 @@ def _mp_extend(s: State, w: np.ndarray, edge: np.ndarray) -> State:
                                                "hi_edge": edge, "lo_edge": edge})
 
 
+# Max-times with pointers, one output row at a time in registers. Whatever the sign of w, the best
+# candidate is max(w·hi, w·lo) and the worst min(w·hi, w·lo), so the inner loop has no sign branch;
+# strict comparisons keep the first n, i.e. the lowest edge, as ⊕ does.
+_MP_MATMUL = """
+@njit(cache=True)
+def _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, B, a_off, b_off, y_off, M, K, N, base, b, m):
+    yo = y_off[b] + m * N
+    for k in range(K):
+        bo = b_off[b] + k * N
+        bh = -np.inf
+        bl = np.inf
+        eh = -1
+        el = -1
+        for n in range(N):
+            vh = V_hi[yo + n]
+            if vh == -np.inf:
+                continue
+            w = B[bo + n]
+            p = w * vh
+            q = w * V_lo[yo + n]
+            ch = max(p, q)
+            cl = min(p, q)
+            if ch > bh or eh < 0:
+                bh = ch
+                eh = n
+            if cl < bl or el < 0:
+                bl = cl
+                el = n
+        if eh < 0:
+            continue
+        j = a_off[b] + m * K + k
+        e = base + yo + eh
+        if bh > U_hi[j] or (bh == U_hi[j] and e < U_hi_edge[j]):
+            U_hi[j] = bh
+            U_hi_edge[j] = e
+        e = base + yo + el
+        if bl < U_lo[j] or (bl == U_lo[j] and e < U_lo_edge[j]):
+            U_lo[j] = bl
+            U_lo_edge[j] = e
+
+
+@njit(cache=True, parallel=True)
+def matmul_bwd_a(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_edge, B, a_off, b_off, y_off,
+                 M, K, N, base, shared):
+    nb = a_off.shape[0]
+    if shared:
+        for m in prange(M):
+            for b in range(nb):
+                _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, B, a_off, b_off, y_off, M, K, N, base, b, m)
+    else:
+        for t in prange(nb * M):
+            _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, B, a_off, b_off, y_off, M, K, N, base,
+                    t // M, t % M)
+"""
+
+
 max_product = Semiring(
     name="max_product",
     fields=(Field("hi", -np.inf, 1.0), Field("lo", np.inf, 1.0),
@@ -124,6 +332,28 @@ def acc(U_hi, U_lo, U_hi_edge, U_lo_edge, j, V_hi, V_lo, V_hi_edge, V_lo_edge, i
         U_lo[j] = cl
         U_lo_edge[j] = e
 """,
+    numba_matmul=_MP_MATMUL,
+    numba_reduce=("bh = -np.inf\nbl = np.inf\neh = -1\nel = -1", """
+vh = V_hi[{i}]
+if vh != -np.inf:
+    w_ = {w}
+    p = w_ * vh
+    q = w_ * V_lo[{i}]
+    ch = max(p, q)
+    cl = min(p, q)
+    if ch > bh or eh < 0:
+        bh = ch
+        eh = {e}
+    if cl < bl or el < 0:
+        bl = cl
+        el = {e}""", """
+if eh >= 0:
+    if bh > U_hi[{j}] or (bh == U_hi[{j}] and eh < U_hi_edge[{j}]):
+        U_hi[{j}] = bh
+        U_hi_edge[{j}] = eh
+    if bl < U_lo[{j}] or (bl == U_lo[{j}] and el < U_lo_edge[{j}]):
+        U_lo[{j}] = bl
+        U_lo_edge[{j}] = el"""),
 )
 
 
@@ -163,6 +393,58 @@ def acc(U_v, U_edge, j, V_v, V_edge, i, w, e):
         U_v[j] = c
         U_edge[j] = e
 """,
+    numba_matmul="""
+@njit(cache=True)
+def _ma_row(U_v, U_edge, V_v, V_edge, B, a_off, b_off, y_off, M, K, N, base, b, m):
+    yo = y_off[b] + m * N
+    for k in range(K):
+        bo = b_off[b] + k * N
+        best = -1.0
+        bv = 0.0
+        en = -1
+        for n in range(N):
+            if V_edge[yo + n] == EDGE_NONE:
+                continue
+            c = B[bo + n] * V_v[yo + n]
+            a = abs(c)
+            if a > best:
+                best = a
+                bv = c
+                en = n
+        if en < 0:
+            continue
+        j = a_off[b] + m * K + k
+        e = base + yo + en
+        u = abs(U_v[j])
+        if best > u or (best == u and e < U_edge[j]):
+            U_v[j] = bv
+            U_edge[j] = e
+
+
+@njit(cache=True, parallel=True)
+def matmul_bwd_a(U_v, U_edge, V_v, V_edge, B, a_off, b_off, y_off, M, K, N, base, shared):
+    nb = a_off.shape[0]
+    if shared:
+        for m in prange(M):
+            for b in range(nb):
+                _ma_row(U_v, U_edge, V_v, V_edge, B, a_off, b_off, y_off, M, K, N, base, b, m)
+    else:
+        for t in prange(nb * M):
+            _ma_row(U_v, U_edge, V_v, V_edge, B, a_off, b_off, y_off, M, K, N, base, t // M, t % M)
+""",
+    numba_reduce=("best = -1.0\nbv = 0.0\nbe = -1", """
+if V_edge[{i}] != EDGE_NONE:
+    c = ({w}) * V_v[{i}]
+    a = abs(c)
+    if a > best:
+        best = a
+        bv = c
+        be = {e}""", """
+if be >= 0:
+    u = abs(U_v[{j}])
+    if best > u or (best == u and be < U_edge[{j}]):
+        U_v[{j}] = bv
+        U_edge[{j}] = be"""),
 )
 
 
@@ -216,6 +498,8 @@ entropy = Semiring(
     extend_fn=_ent_extend,
     finalize=lambda s: s["h"],
     kind="ring",
+    gemm=_gemms("entropy", _entropy_contract),
+    numba_layernorm=_ENTROPY_LAYERNORM,
     description="entropy (nats) of the distribution over paths with p ∝ |product of edge weights|",
     numba="""
 def acc(U_logz, U_h, j, V_logz, V_h, i, w, e):
@@ -261,6 +545,7 @@ log = Semiring(
     extend_fn=lambda s, w, e: {"logz": (s["logz"] + _log_abs(w)).astype(s["logz"].dtype)},
     finalize=lambda s: s["logz"],
     kind="ring",
+    gemm=_gemms("log", _log_contract),
     description="log of the sum over paths of |product of edge weights|",
     numba="""
 def acc(U_logz, j, V_logz, i, w, e):
@@ -299,6 +584,7 @@ counting = Semiring(
                                "log_count": np.where(w != 0, s["log_count"], -np.inf)},
     finalize=lambda s: s["count"],
     kind="ring",
+    gemm=_gemms("counting", _counting_contract),
     description="the number of paths whose edges are all non-zero (state 'log_count' holds its log)",
     numba="""
 def acc(U_count, U_log_count, j, V_count, V_log_count, i, w, e):
@@ -324,6 +610,7 @@ boolean = Semiring(
     extend_fn=lambda s, w, e: {"b": s["b"] & (w != 0)},
     finalize=lambda s: s["b"],
     kind="ring",
+    gemm=_gemms("boolean", _boolean_contract),
     description="whether a path with all edges non-zero exists",
     numba="""
 def acc(U_b, j, V_b, i, w, e):
