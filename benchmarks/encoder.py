@@ -13,7 +13,8 @@ def heads(x: f32[S, {H}]) -> f32[{A}, S, {D}] {{
 
 def layer(h: f32[S, {H}], wq: f32[{H}, {H}], bq: f32[{H}], wk: f32[{H}, {H}], bk: f32[{H}],
           wv: f32[{H}, {H}], bv: f32[{H}], wo: f32[{H}, {H}], bo: f32[{H}], g1: f32[{H}], e1: f32[{H}],
-          w1: f32[{H}, {F}], b1: f32[{F}], w2: f32[{F}, {H}], b2: f32[{H}], g2: f32[{H}], e2: f32[{H}]) -> f32[S, {H}] {{
+          w1: f32[{H}, {F}], b1: f32[{F}], w2: f32[{F}, {H}], b2: f32[{H}],
+          g2: f32[{H}], e2: f32[{H}]) -> f32[S, {H}] {{
     query = heads(h @ wq + bq)
     key = heads(h @ wk + bk)
     value = heads(h @ wv + bv)

@@ -12,7 +12,7 @@ from .passes.pipeline import GRANULARITIES
 from .semirings import Semiring
 from .semirings import get as get_semiring
 
-DEFAULT_BACKEND = "reference"
+DEFAULT_BACKEND = "numba"  # semirings without Numba kernels (user-defined ones) fall back to "reference"
 
 
 def _reference(prog, sr, wrt, granularity, **opts):
@@ -51,7 +51,8 @@ def compile(prog: Program, semiring: str | Semiring = "sum_product", backend: st
             allow_nonfinite: bool = False) -> Any:
     """Compile ``prog`` for one semiring on one backend.
 
-    ``wrt``: input or internal node names whose results the caller wants
+    ``backend``: "numba" (default), "reference" (NumPy, the executable specification), or another
+    registered backend. ``wrt``: input or internal node names whose results the caller wants
     (default: every floating-point input). ``granularity``: ``"op"`` (every
     primitive is one layer of edges) or ``"decomposed"`` (softmax,
     log_softmax, layernorm and gelu lowered to elementary ops first).
@@ -60,7 +61,7 @@ def compile(prog: Program, semiring: str | Semiring = "sum_product", backend: st
     if not isinstance(prog, Program):
         raise SemirError(f"compile expects a semir Program, got {type(prog).__name__}")
     sr = get_semiring(semiring)
-    backend = backend or DEFAULT_BACKEND
+    backend = backend or (DEFAULT_BACKEND if sr.numba is not None else "reference")
     if backend not in BACKENDS:
         raise unknown("backend", backend, BACKENDS)
     if granularity not in GRANULARITIES:

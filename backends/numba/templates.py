@@ -206,9 +206,10 @@ def instantiate(semiring) -> str:
     if semiring.numba_reduce:  # register-local dense row kernels replace the per-edge ones
         kernels = kernels[:kernels.index("\n\n@njit(cache=True, parallel=True)\ndef bwd_softmax")]
         kernels += _local(ROWS_LOCAL.replace("{U}", U).replace("{V}", V), semiring.numba_reduce)
-    if semiring.numba_layernorm:
-        start = kernels.index("\n\n@njit(cache=True, parallel=True)\ndef bwd_layernorm")
-        end = kernels.find("\n\n@njit", start + 10)
-        kernels = kernels[:start] + (kernels[end:] if end >= 0 else "")
-        kernels += "\n\n" + semiring.numba_layernorm.replace("{U}", U).replace("{V}", V).strip() + "\n"
+    for name, override in (("bwd_layernorm", semiring.numba_layernorm), ("bwd_softmax", semiring.numba_softmax)):
+        if override:  # the semiring's own kernel replaces the generic one of the same name
+            start = kernels.index(f"\n\n@njit(cache=True, parallel=True)\ndef {name}")
+            end = kernels.find("\n\n@njit", start + 10)
+            kernels = kernels[:start] + (kernels[end:] if end >= 0 else "")
+            kernels += "\n\n" + override.replace("{U}", U).replace("{V}", V).strip() + "\n"
     return HEADER.format(name=semiring.name) + acc + kernels + matmul

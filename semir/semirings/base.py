@@ -70,9 +70,10 @@ class Semiring:
     # candidates of one operand element in locals and merge once. Placeholders: {w} weight, {i} consumer
     # element, {e} pointer, {j} operand element. Without them, kernels call ``acc`` for every edge.
     numba_reduce: tuple[str, str, str] | None = None
-    # Optional Numba source replacing the generic ``bwd_layernorm`` (same signature), e.g. the shifted linear
-    # form of a log-domain semiring.
+    # Optional Numba source replacing the generic ``bwd_layernorm`` / ``bwd_softmax`` (same signatures): the
+    # shifted linear form of a log-domain semiring, or the O(n) Jacobian-vector product of the linear one.
     numba_layernorm: str | None = None
+    numba_softmax: str | None = None
     # Optional (slot A, slot B) contraction backward as BLAS calls, for semirings whose ⊕/⊗ embed into
     # ordinary arithmetic; signature (U, V, other, a_off, b_off, y_off, M, K, N), U/V tuples of fields.
     gemm: tuple[Callable, Callable] | None = None
