@@ -115,10 +115,11 @@ def cmd_compile(args) -> int:
 
 def cmd_run(args) -> int:
     prog = _load(args)
-    kernel = compile(prog, args.semiring, backend=args.backend, wrt=args.wrt or None,
+    paths = [_path_spec(p) for p in args.path or []]
+    wrt = list(dict.fromkeys((args.wrt or []) + [n for n, _ in paths])) if args.wrt else None
+    kernel = compile(prog, args.semiring, backend=args.backend, wrt=wrt,
                      granularity=args.granularity, allow_nonfinite=args.allow_nonfinite)
     result = kernel(**_inputs(args))
-    paths = [_path_spec(p) for p in args.path or []]
     if args.out:
         arrays = {"output": np.asarray(result.output)}
         for name in result.wrt:

@@ -40,7 +40,7 @@ def test_run_path_and_wrt_internal_node(capsys):
                          "--wrt", "x", "x3", "--path", "y", "--json")
     assert code == 0, err
     doc = json.loads(out)
-    assert set(doc["wrt"]) == {"x", "x3"}
+    assert set(doc["wrt"]) == {"x", "x3", "y"}  # a --path node is computed too
     steps = doc["paths"]["y[]"]
     assert [s[0] for s in steps] == ["y", "x4", "%0"] and math.prod(s[2] for s in steps) == pytest.approx(-1)
 

@@ -156,3 +156,16 @@ def test_user_semiring_needs_reference():
     s = semir.semirings.from_scalar("plain", 0.0, 1.0, lambda a, b: a + b, lambda a, b: a * b)
     with pytest.raises(semir.OptionError, match="use backend='reference'"):
         semir.compile(semir.load(EXAMPLES / "paper_fig1.semir"), s, backend="numba")
+
+
+def test_one_program_many_wrt_sets_share_the_forward_module():
+    prog = as_f64(semir.load(EXAMPLES / "attention.semir"))
+    ins = random_inputs(prog, seed=8, dims={"S": 3})
+    names = ["h", "attn", "attn.a", "out"]
+    for wrt in (["h"], ["attn.a"], names):
+        k = semir.compile(prog, "max_product", backend="numba", wrt=wrt)
+        ref = semir.compile(prog, "max_product", backend="reference", wrt=wrt)(**ins)
+        got = k(**ins)
+        for n in wrt:
+            np.testing.assert_allclose(got[n], ref[n], rtol=1e-12)
+    assert len({semir.compile(prog, "max_product", backend="numba", wrt=w).fwd_name for w in (["h"], names)}) == 1

@@ -123,7 +123,9 @@ def analyse(prog: Program, wrt: tuple[str, ...]) -> Analysis:
         if any(i in from_wrt for i in n.inputs) and n.op is not Op.detach:
             from_wrt.add(n.name)
     needed = {n.name for n in prog.nodes if n.name in reach_out and n.name in from_wrt and n.type.dtype.is_float}
-    keep = {prog.resolve(w) for w in wrt} | {prog.output}
+    # Groups depend on the program only (the forward module is shared by every wrt set): every member's
+    # state is materialised, so a wrt node inside a group is still observable.
+    keep = {prog.output}
     groups: list[list[int]] = []
     group_of: dict[int, int] = {}
     for k in range(len(prog.nodes) - 1, -1, -1):
