@@ -169,3 +169,18 @@ def test_one_program_many_wrt_sets_share_the_forward_module():
         for n in wrt:
             np.testing.assert_allclose(got[n], ref[n], rtol=1e-12)
     assert len({semir.compile(prog, "max_product", backend="numba", wrt=w).fwd_name for w in (["h"], names)}) == 1
+
+
+@pytest.mark.parametrize("semiring", ["entropy", "log", "counting"])
+def test_gemm_falls_back_to_exact_where_the_shifted_sum_underflows(semiring):
+    # Every weight into column 0 is ~1e-300: the shifted linear sum drops below the GEMM's safe range and
+    # those elements are recomputed exactly in log space; they must still equal the reference.
+    prog = semir.parse("def main(x: f64[2, 3], w: f64[3, 2]) -> f64 {\n  return sum(tanh(x @ w))\n}")
+    x = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]])
+    w = np.array([[1e-300, 0.5], [3e-301, 0.0], [2e-300, -1.5]])
+    a = semir.compile(prog, semiring, backend="numba")(x=x, w=w)
+    b = semir.compile(prog, semiring, backend="reference")(x=x, w=w)
+    for name in ("x", "w"):
+        for f in a.state(name):
+            np.testing.assert_allclose(a.state(name)[f], b.state(name)[f], rtol=1e-9, atol=1e-12)
+    assert np.all(np.isfinite(a.state("x")[a.semiring.fields[0].name]))

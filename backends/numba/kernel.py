@@ -62,7 +62,7 @@ class Plan:
             self.base.append(row)
         self.map: dict[int, list] = {}
         self.outmap, self.scale, self.rowsplit, self.rows, self.n, self.colmap = {}, {}, {}, {}, {}, {}
-        self.mm, self.shared, self.sel_rows = {}, {}, {}
+        self.mm, self.mm_shapes, self.shared, self.sel_rows = {}, {}, {}, {}
         for k, n in enumerate(prog.nodes):
             ins = [self.shape[a.index[i]] for i in n.inputs]
             at = self.attrs[k]
@@ -110,7 +110,6 @@ class Plan:
         y_off = np.arange(nb, dtype=np.int64) * (M * N)
         self.mm[k] = (a_off, b_off, y_off, M, K, N)
         self.shared[k] = [len(np.unique(a_off)) < nb, len(np.unique(b_off)) < nb]
-        self.mm_shapes = getattr(self, "mm_shapes", {})
         self.mm_shapes[k] = (xs, ys)
 
     # -- forward of non-elementwise ops: NumPy/BLAS, the reference rules ----

@@ -132,24 +132,3 @@ def reshape(s: State, shape, k: int = 0) -> State:
     tail = (k,) if k else ()
     return {n: v.reshape(tuple(shape) + tail) for n, v in s.items()}
 
-
-def reduce_fields(sr: Semiring, s: State) -> State:
-    """⊕ of a 1-D batch of elements (axis 0) into one element, by pairwise halving."""
-    n = len(next(iter(s.values())))
-    if n == 0:
-        return {k: v[0] for k, v in sr.zeros((1,), next(iter(s.values())).dtype).items()}
-    while n > 1:
-        if n % 2:
-            pad = sr.zeros((1,), _float_dtype(s))
-            s = {k: np.concatenate([v, pad[k]]) for k, v in s.items()}
-            n += 1
-        s = sr.plus({k: v[0::2] for k, v in s.items()}, {k: v[1::2] for k, v in s.items()})
-        n //= 2
-    return {k: v[0] for k, v in s.items()}
-
-
-def _float_dtype(s: State):
-    for v in s.values():
-        if v.dtype.kind == "f":
-            return v.dtype
-    return np.float64

@@ -92,7 +92,7 @@ def bwd_softmax(U_v, V_v, s, outer, n, inner, log, base):
 # sums lie in (0, |w|·N]; where a sum still underflows while paths exist, the element is redone exactly.
 
 def _ring_gemm(name: str, contract, U, V, other, ao, bo, yo, M, K, N, slot: str) -> None:
-    from .base import reduce_fields
+    from semir.results import reduce_state
 
     sr = BUILTIN[name]
     names = [f.name for f in sr.fields]
@@ -123,7 +123,7 @@ def _ring_gemm(name: str, contract, U, V, other, ao, bo, yo, M, K, N, slot: str)
                 st, w = {f: Y[f][p, :] for f in names}, W[q, :]
             else:
                 st, w = {f: Y[f][:, q] for f in names}, W[:, p]
-            exact = reduce_fields(sr, sr.extend(st, w, np.zeros(len(w), np.int64)))
+            exact = reduce_state(sr, sr.extend(st, w, np.zeros(len(w), np.int64)), (0,), 1)
             for f in names:
                 cand[f][p, q] = exact[f]
         cur = {f: U[i][start:start + size].reshape(shape) for i, f in enumerate(names)}
@@ -160,7 +160,7 @@ def _entropy_contract(Y, W, slot):
     A, B, C = _mm(zs, aw, slot), _mm(zs, awl, slot), _mm(t, aw, slot)
     with np.errstate(divide="ignore", invalid="ignore"):
         logA = np.log(A)
-        h = np.where(A > 0, (C - B) / A + logA, 0.0)
+        h = np.where(A > 0, np.maximum((C - B) / A + logA, 0.0), 0.0)  # ≥ 0; cancellation can leave -1e-14
     logz = np.where(A > 0, c + logA, -np.inf)
     return {"logz": logz, "h": h}, _underflow(A, lz, (aw > 0).astype(np.float64), slot)
 
