@@ -9,7 +9,7 @@ if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "backends")) and
         _os.path.join(_root, "backends", "__init__.py")):
     __path__.append(_root)
 
-from . import ops, semirings
+from . import models, ops, semirings
 from .compiler import compile
 from .errors import InputError, OptionError, SemirError, SourceError, TypeCheckError
 from .frontend.language import parse
@@ -33,5 +33,5 @@ def load(path, entry=None) -> Program:
 
 __all__ = [
     "DType", "InputError", "OptionError", "Program", "SemirError", "SourceError", "TensorType", "TypeCheckError",
-    "compile", "load", "ops", "parse", "parse_ir", "semirings", "trace",
+    "compile", "load", "models", "ops", "parse", "parse_ir", "semirings", "trace",
 ]

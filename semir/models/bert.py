@@ -1,0 +1,214 @@
+"""BERT-family encoders from Hugging Face format folders, offline.
+
+A folder holds ``config.json``, ``model.safetensors`` (read with the
+safetensors NumPy API: no torch) and ``tokenizer.json`` (read with the
+``tokenizers`` library, padding and truncation off). The IR is built with
+the same :class:`Builder` as the model language, with stable dotted names:
+
+``embeddings``
+    output of the embedding block (word + position + token type, LayerNorm):
+    per-position embeddings, the input to layer 0.
+``layer{i}.attention.input``
+    the branching point (an alias of the previous layer's output); its four
+    consumers are ``layer{i}.attention.query.proj``, ``.key.proj``,
+    ``.value.proj`` (the projections) and ``layer{i}.attention.skip`` (an
+    identity node on the residual path, weight-1 edges).
+``layer{i}.attention.query`` / ``.key`` / ``.value``
+    the projected vectors (after their bias); ``.probs`` the attention weights;
+    ``layer{i}.attention.output`` the post-LN attention block output.
+``layer{i}.ffn.input``, ``layer{i}.ffn.skip``, ``layer{i}.ffn.intermediate``,
+``layer{i}.ffn.output``, ``layer{i}.output``
+    the feed-forward block, its residual, and the layer's output.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import ops as B
+from ..errors import InputError, OptionError, SemirError
+from ..frontend.builder import Builder, Value
+from ..ir.node import Program
+from ..ir.types import DType, SymDim, TensorType
+
+_LINEARS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+            "intermediate.dense", "output.dense")
+
+
+def _require(module: str, extra: str = "models"):
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError:
+        raise SemirError(f"this needs the optional package {module!r}: pip install 'semir[{extra}]'") from None
+
+
+@dataclass
+class BertModel:
+    """A BERT encoder: config, NumPy weights and tokenizer, and the IR to analyse it."""
+
+    path: Path
+    config: dict[str, Any]
+    weights: dict[str, np.ndarray]
+    tokenizer: Any = None
+    _programs: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_folder(cls, path: str | Path) -> BertModel:
+        path = Path(path)
+        missing = [f for f in ("config.json", "model.safetensors") if not (path / f).exists()]
+        if missing:
+            raise OptionError(f"{path}: not a BERT model folder (missing {', '.join(missing)}; expected "
+                              "config.json, model.safetensors and tokenizer.json)")
+        config = json.loads((path / "config.json").read_text())
+        if config.get("model_type") not in ("bert", None):
+            raise OptionError(f"{path}: model_type {config.get('model_type')!r} is not a BERT encoder")
+        st = _require("safetensors.numpy")
+        raw = st.load_file(str(path / "model.safetensors"))
+        weights = {k.removeprefix("bert."): v for k, v in raw.items()}
+        tok = None
+        if (path / "tokenizer.json").exists():
+            tokenizers = _require("tokenizers")
+            tok = tokenizers.Tokenizer.from_file(str(path / "tokenizer.json"))
+            tok.no_padding()
+            tok.no_truncation()
+        return cls(path, config, weights, tok)
+
+    # -- configuration ------------------------------------------------------
+
+    @property
+    def layers(self) -> int:
+        return int(self.config["num_hidden_layers"])
+
+    @property
+    def hidden(self) -> int:
+        return int(self.config["hidden_size"])
+
+    @property
+    def heads(self) -> int:
+        return int(self.config["num_attention_heads"])
+
+    # -- text ---------------------------------------------------------------
+
+    def tokenize(self, text: str) -> np.ndarray:
+        """Token ids (int64) with [CLS]/[SEP], no padding."""
+        if self.tokenizer is None:
+            raise SemirError(f"{self.path}: no tokenizer.json in the model folder")
+        return np.asarray(self.tokenizer.encode(text).ids, dtype=np.int64)
+
+    def tokens(self, ids) -> list[str]:
+        return [self.tokenizer.id_to_token(int(i)) for i in ids] if self.tokenizer else [str(i) for i in ids]
+
+    # -- IR -------------------------------------------------------------------
+
+    def program(self, readout: Any = None, position: int = 0) -> Program:
+        """The encoder with output ``readout · h_final[position]`` (``readout`` is the input ``readout``).
+
+        The readout vector is passed at call time through ``inputs(ids, readout=u)``;
+        the argument here is accepted for symmetry with SPEC §4 and only checked.
+        """
+        if readout is not None and np.shape(readout) != (self.hidden,):
+            raise InputError(f"readout: expected shape ({self.hidden},), got {np.shape(readout)}")
+        key = ("readout", int(position))
+        if key not in self._programs:
+            self._programs[key] = self._build(position)
+        return self._programs[key]
+
+    def inputs(self, ids, readout: Any = None, mask: Any = None) -> dict[str, np.ndarray]:
+        """Everything the program takes: ids, positions, token types, mask, readout and the weights."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.ndim != 1:
+            raise InputError(f"ids: expected a 1-D array of token ids, got shape {ids.shape}")
+        S = len(ids)
+        if S > self.config.get("max_position_embeddings", 512):
+            raise InputError(f"ids: {S} tokens exceed max_position_embeddings")
+        out = {"ids": ids, "positions": np.arange(S, dtype=np.int64), "token_types": np.zeros(S, np.int64),
+               "attention_mask": np.ones(S, np.float32) if mask is None else np.asarray(mask, np.float32),
+               "readout": np.zeros(self.hidden, np.float32) if readout is None else np.asarray(readout, np.float32)}
+        out.update(self._params())
+        return out
+
+    def _params(self) -> dict[str, np.ndarray]:
+        if "_params" not in self._programs:
+            p = {}
+            w = self.weights
+            for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+                p[f"embeddings.{name}"] = w[f"embeddings.{name}.weight"]
+            p["embeddings.LayerNorm.weight"] = w["embeddings.LayerNorm.weight"]
+            p["embeddings.LayerNorm.bias"] = w["embeddings.LayerNorm.bias"]
+            for i in range(self.layers):
+                pre = f"encoder.layer.{i}."
+                for lin in _LINEARS:
+                    # torch Linear stores [out, in]; the IR multiplies x @ W with W [in, out]
+                    p[pre + lin + ".weight"] = np.ascontiguousarray(w[pre + lin + ".weight"].T)
+                    p[pre + lin + ".bias"] = w[pre + lin + ".bias"]
+                for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
+                    p[pre + ln + ".weight"] = w[pre + ln + ".weight"]
+                    p[pre + ln + ".bias"] = w[pre + ln + ".bias"]
+            self._programs["_params"] = {k: v.astype(np.float32) for k, v in p.items()}
+        return self._programs["_params"]
+
+    def _build(self, position: int) -> Program:
+        params = self._params()
+        b = Builder()
+        S = SymDim.make({"S": 1}, 0)
+        i64 = TensorType(DType.i64, (S,))
+        ids, pos, types = (b.param(n, i64) for n in ("ids", "positions", "token_types"))
+        mask = b.param("attention_mask", TensorType(DType.f32, (S,)))
+        readout = b.param("readout", TensorType(DType.f32, (self.hidden,)))
+        W = {k: b.param(k, TensorType(DType.f32, tuple(v.shape))) for k, v in params.items()}
+
+        def name(v: Value, n: str) -> Value:
+            b.bind(v, n)
+            return v
+
+        eps = float(self.config.get("layer_norm_eps", 1e-12))
+        H, A = self.hidden, self.heads
+        D = H // A
+        emb = (B.take(W["embeddings.word_embeddings"], ids) + B.take(W["embeddings.position_embeddings"], pos)
+               + B.take(W["embeddings.token_type_embeddings"], types))
+        h = name(B.layernorm(emb, W["embeddings.LayerNorm.weight"], W["embeddings.LayerNorm.bias"], eps=eps),
+                 "embeddings")
+        # additive mask over key positions: 0 where attended, -10000 where masked (as in BERT)
+        mask_add = (1.0 - mask) * -10000.0
+
+        def heads(x: Value) -> Value:
+            return B.transpose(B.reshape(x, [S, A, D]), [1, 0, 2])
+
+        for i in range(self.layers):
+            pre, ln = f"encoder.layer.{i}.", f"layer{i}"
+            b.bind(h, f"{ln}.attention.input")
+            proj = {}
+            for part in ("query", "key", "value"):
+                mm = name(h @ W[f"{pre}attention.self.{part}.weight"], f"{ln}.attention.{part}.proj")
+                proj[part] = name(mm + W[f"{pre}attention.self.{part}.bias"], f"{ln}.attention.{part}")
+            skip = name(B.reshape(h, [S, H]), f"{ln}.attention.skip")
+            scores = heads(proj["query"]) @ B.transpose(heads(proj["key"]), [0, 2, 1]) * (1.0 / math.sqrt(D))
+            probs = name(B.softmax(scores + mask_add, axis=-1), f"{ln}.attention.probs")
+            ctx = name(B.reshape(B.transpose(probs @ heads(proj["value"]), [1, 0, 2]), [S, H]),
+                       f"{ln}.attention.context")
+            dense = ctx @ W[f"{pre}attention.output.dense.weight"] + W[f"{pre}attention.output.dense.bias"]
+            h1 = name(B.layernorm(skip + dense, W[f"{pre}attention.output.LayerNorm.weight"],
+                                  W[f"{pre}attention.output.LayerNorm.bias"], eps=eps), f"{ln}.attention.output")
+            b.bind(h1, f"{ln}.ffn.input")
+            inter = name(B.gelu(h1 @ W[f"{pre}intermediate.dense.weight"] + W[f"{pre}intermediate.dense.bias"]),
+                         f"{ln}.ffn.intermediate")
+            out = name(inter @ W[f"{pre}output.dense.weight"] + W[f"{pre}output.dense.bias"], f"{ln}.ffn.output")
+            fskip = name(B.reshape(h1, [S, H]), f"{ln}.ffn.skip")
+            h = name(B.layernorm(fskip + out, W[f"{pre}output.LayerNorm.weight"], W[f"{pre}output.LayerNorm.bias"],
+                                 eps=eps), f"{ln}.output")
+        final = name(h[position], "final")
+        y = B.sum(final * readout)
+        prog = b.finish(y, "bert")
+        return prog
+
+
+def hidden_states(prog_result_values: dict[str, np.ndarray], layers: int) -> list[np.ndarray]:
+    """Embeddings and each layer's output from a result's forward values (HF's ``hidden_states``)."""
+    return [prog_result_values["embeddings"]] + [prog_result_values[f"layer{i}.output"] for i in range(layers)]
+
