@@ -159,6 +159,25 @@ class Result:
             shape = self._shape(node)
         raise SemirError("path recovery did not terminate")
 
+    def next_nodes(self, name: str, component: Any = None) -> np.ndarray:
+        """For every element of ``name``: the node its best path goes to next ("" if it has no path).
+
+        At a branching point this says which branch carries the path (``component`` as in :meth:`path`).
+        """
+        sr = self.semiring
+        if not sr.has_paths or self.edge_info is None:
+            raise OptionError(f"semiring {sr.name!r} does not record paths; use max_product, max_abs or topk:K")
+        comp = DEFAULT_COMPONENT[sr.paths] if component is None else component
+        st = self.state(name)
+        field = {"single": "edge", "signed": f"{comp}_edge", "ranked": "edge"}[sr.paths]
+        edges = st[field][..., int(comp)] if sr.paths == "ranked" else st[field]
+        flat = edges.reshape(-1)
+        out = np.where(flat == EDGE_END, self.program.output, "").astype(object)
+        real = (flat != EDGE_END) & (flat != EDGE_NONE)
+        if real.any():
+            out[real] = self.edge_info.consumers(flat[real])
+        return out.reshape(edges.shape)
+
     def _shape(self, node: str) -> tuple[int, ...]:
         arr = self.states[node][self.semiring.fields[0].name]
         return arr.shape[:-1] if self.semiring.k else arr.shape

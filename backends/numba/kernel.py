@@ -269,6 +269,12 @@ class _EdgeInfo:
         self.prog, self.plan, self.values = prog, plan, values
         self._edges: dict[tuple[int, int], Any] = {}
 
+    def consumers(self, edges: np.ndarray) -> np.ndarray:
+        """The consumer node of each pointer (vectorised)."""
+        starts = np.array([b for b, _, _ in self.plan._bases], dtype=np.int64)
+        owners = np.array([self.prog.nodes[k].name for _, k, _ in self.plan._bases], dtype=object)
+        return owners[np.clip(np.searchsorted(starts, edges, side="right") - 1, 0, None)]
+
     def __call__(self, edge: int, from_idx: int) -> tuple[str, int, float]:
         from semir.backends.reference.jacobian import local_edges
 

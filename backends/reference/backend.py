@@ -87,6 +87,12 @@ class _EdgeTable:
         self.starts.append(start)
         self.entries.append((consumer, edges))
 
+    def consumers(self, edges: np.ndarray) -> np.ndarray:
+        """The consumer node of each pointer (vectorised)."""
+        k = np.searchsorted(np.asarray(self.starts), edges, side="right") - 1
+        names = np.array([c for c, _ in self.entries] or [""], dtype=object)
+        return names[np.clip(k, 0, None)]
+
     def __call__(self, edge: int, from_idx: int) -> tuple[str, int, float]:
         k = bisect.bisect_right(self.starts, edge) - 1
         consumer, e = self.entries[k]

@@ -1,0 +1,12 @@
+"""Analyses researchers run on models: branch flow, per-token statistics, top paths, attributions.
+
+Each returns tidy records (lists of dicts) or arrays; ``semir analyze`` prints them.
+"""
+
+from .attribution import gradcheck, integrated_gradients, saliency, smoothgrad
+from .branch import BRANCHES, branch_flow
+from .paths import path_to_dot, top_paths
+from .tokens import token_stats
+
+__all__ = ["BRANCHES", "branch_flow", "gradcheck", "integrated_gradients", "path_to_dot", "saliency",
+           "smoothgrad", "token_stats", "top_paths"]

@@ -1,0 +1,72 @@
+"""Branch flow at every attention input: which of skip / query / key / value carries the best path (paper §5)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..compiler import compile
+
+BRANCHES = ("skip", "query", "key", "value")
+
+
+def _branch(consumer: str, layer: int) -> str:
+    pre = f"layer{layer}.attention."
+    if consumer == pre + "skip":
+        return "skip"
+    for b in ("query", "key", "value"):
+        if consumer == f"{pre}{b}.proj":
+            return b
+    return "none" if not consumer else "other"
+
+
+def branch_flow(model, ids, readout, position: int = 0, backend: str | None = None) -> list[dict]:
+    """Per layer and token: the branch of the max-product path, by two rules.
+
+    ``argmax_branch``: the paper's rule, the branch taken by the best path from the token's hidden unit
+    with the largest max-product value. ``share_<branch>``: the fraction of the token's hidden units whose
+    best path takes that branch; ``sum_<branch>``: the sum of their max-product values.
+    """
+    prog = model.program(position=position)
+    names = [f"layer{i}.attention.input" for i in range(model.layers)]
+    r = compile(prog, "max_product", backend=backend, wrt=names)(**model.inputs(ids, readout=readout))
+    tokens = model.tokens(ids)
+    records = []
+    for i, name in enumerate(names):
+        value = r[name]
+        branch = np.vectorize(lambda c, i=i: _branch(c, i), otypes=[object])(r.next_nodes(name))
+        for t in range(value.shape[0]):
+            d = int(np.argmax(value[t]))
+            rec = {"layer": i, "position": t, "token": tokens[t], "argmax_unit": d,
+                   "argmax_branch": branch[t, d], "argmax_value": float(value[t, d])}
+            for b in BRANCHES:
+                sel = branch[t] == b
+                rec[f"share_{b}"] = float(sel.mean())
+                rec[f"sum_{b}"] = float(value[t][sel].sum())
+            records.append(rec)
+    return records
+
+
+def plot_branch_flow(records: list[dict], path) -> None:
+    """A figure of branch shares per layer (matplotlib, optional)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        from ..errors import SemirError
+
+        raise SemirError("plots need matplotlib: pip install matplotlib") from None
+    layers = sorted({r["layer"] for r in records})
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bottom = np.zeros(len(layers))
+    for b in BRANCHES:
+        share = np.array([np.mean([r[f"share_{b}"] for r in records if r["layer"] == layer]) for layer in layers])
+        ax.bar(layers, share, bottom=bottom, label=b)
+        bottom += share
+    ax.set_xlabel("layer")
+    ax.set_ylabel("share of hidden units whose best path takes the branch")
+    ax.legend(ncol=4, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
