@@ -182,10 +182,105 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.add_argument("--out", metavar="FILE.npz", help="save reported values and raw states")
     c.add_argument("--allow-nonfinite", action="store_true", help="accept NaN/inf in inputs")
+    c = sub.add_parser("analyze", help="branch flow, per-token entropy and top paths on a real model")
+    c.add_argument("model", help="'minilm' or a BERT folder (config.json, model.safetensors, tokenizer.json)")
+    c.add_argument("--sentence", action="append", help="a sentence (repeatable)")
+    c.add_argument("--sentences", metavar="FILE", help="a file of sentences, one per line")
+    c.add_argument("--position", type=int, default=0, help="token position whose final state is read out")
+    c.add_argument("--readout", default="random", help="'random' (seeded) or a .npy vector of the hidden size")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--path-token", type=int, default=1, help="print the top path from this token")
+    c.add_argument("--backend", default=None, help=f"one of: {', '.join(BACKENDS)}")
+    c.add_argument("--out", metavar="DIR", help="write analysis.json, Graphviz paths and plots here")
+    c.add_argument("--plot", action="store_true", help="with --out: write branch-flow figures (matplotlib)")
+    c.add_argument("--json", action="store_true", help="print the records as JSON")
     return p
 
 
-COMMANDS = {"check": cmd_check, "ir": cmd_ir, "compile": cmd_compile, "run": cmd_run}
+def cmd_analyze(args) -> int:
+    from pathlib import Path
+
+    from . import analysis, models
+
+    m = models.load(args.model)
+    sentences = list(args.sentence or [])
+    if args.sentences:
+        try:
+            sentences += [ln.strip() for ln in Path(args.sentences).read_text().splitlines() if ln.strip()]
+        except OSError as e:
+            raise InputError(f"cannot read sentences from {args.sentences!r}: {e.strerror}") from None
+    if not sentences:
+        raise InputError("give --sentence TEXT or --sentences FILE")
+    readout = _readout(args, m.hidden)
+    out = Path(args.out) if args.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    docs = []
+    for n, text in enumerate(_progress(sentences)):
+        ids = m.tokenize(text)
+        if not 0 <= args.position < len(ids):
+            raise InputError(f"--position {args.position} is outside the {len(ids)} tokens of {text!r}")
+        stats = analysis.token_stats(m, ids, readout, args.position, backend=args.backend)
+        flow = analysis.branch_flow(m, ids, readout, args.position, backend=args.backend)
+        tok = min(args.path_token, len(ids) - 1)
+        best = compile(m.program(position=args.position), "max_product", backend=args.backend,
+                       wrt=["embeddings"])(**m.inputs(ids, readout=readout))
+        path = analysis.top_paths(best, "embeddings", (tok,))[0]
+        docs.append({"sentence": text, "tokens": m.tokens(ids), "token_stats": stats, "branch_flow": flow,
+                     "top_path": {"token": tok, "value": path.value,
+                                  "steps": [[s.node, list(s.index), s.weight] for s in path]}})
+        if out:
+            (out / f"sentence{n}.dot").write_text(analysis.path_to_dot([path], f"top path from token {tok}"))
+            if args.plot:
+                from .analysis.branch import plot_branch_flow
+
+                plot_branch_flow(flow, out / f"sentence{n}_branches.png")
+        if not args.json:
+            _print_analysis(docs[-1], m.layers)
+    if out:
+        (out / "analysis.json").write_text(json.dumps(docs, indent=1))
+    if args.json:
+        print(json.dumps(docs))
+    return 0
+
+
+def _readout(args, hidden: int) -> np.ndarray:
+    if args.readout == "random":
+        return np.random.default_rng(args.seed).normal(size=hidden).astype(np.float32)
+    try:
+        u = np.load(args.readout)
+    except (OSError, ValueError) as e:
+        raise InputError(f"--readout: cannot read {args.readout!r} ({e}); give 'random' or a .npy file") from None
+    if u.shape != (hidden,):
+        raise InputError(f"--readout: expected shape ({hidden},), got {u.shape}")
+    return u.astype(np.float32)
+
+
+def _progress(items: list):
+    for i, item in enumerate(items):
+        if len(items) > 1:
+            print(f"[{i + 1}/{len(items)}] {item[:60]}", file=sys.stderr)
+        yield item
+
+
+def _print_analysis(doc: dict, layers: int) -> None:
+    print(f"== {doc['sentence']}")
+    print(f"  {'pos':>3} {'token':12s} {'entropy':>9s} {'log Z':>9s} {'|grad|':>9s}")
+    for r in doc["token_stats"]:
+        print(f"  {r['position']:3d} {r['token']:12s} {r['entropy']:9.3f} {r['log_z']:9.3f} {r['grad_norm']:9.4f}")
+    print("  branch of the best path at each attention input, per token (argmax-unit rule),")
+    print("  then the mean share of hidden units per branch (skip/query/key/value):")
+    for i in range(layers):
+        rows = [r for r in doc["branch_flow"] if r["layer"] == i]
+        cells = " ".join(f"{r['argmax_branch'][0]}" for r in rows)
+        shares = "/".join(f"{np.mean([r[f'share_{b}'] for r in rows]):.2f}" for b in ("skip", "query", "key", "value"))
+        print(f"    layer {i}: {cells}   {shares}")
+    tp = doc["top_path"]
+    print(f"  top path from token {tp['token']} ({doc['tokens'][tp['token']]}), value {tp['value']:.4g}:")
+    print("    " + " -> ".join(f"{n}{idx}" for n, idx, _ in tp["steps"]))
+
+
+COMMANDS = {"check": cmd_check, "ir": cmd_ir, "compile": cmd_compile, "run": cmd_run, "analyze": cmd_analyze}
 
 
 def main(argv: list[str] | None = None) -> int:

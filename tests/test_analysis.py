@@ -95,3 +95,20 @@ def test_gradcheck_catches_a_wrong_gradient():
             return k.forward(**ins)
     assert analysis.gradcheck(Wrong(), {"x": np.array([1.0, -2.0, 0.5])}, "x") == pytest.approx(0.01 / 1.01, rel=1e-3)
     assert math.isfinite(analysis.gradcheck(k, {"x": np.array([1.0, -2.0, 0.5])}, "x"))
+
+
+def test_analyze_command(tmp_path, capsys):
+    from semir.cli import main
+
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    tiny_bert(folder)
+    out = tmp_path / "out"
+    assert main(["analyze", str(folder), "--sentence", "the keys", "--sentence", "the table", "--json",
+                 "--out", str(out)]) == 0
+    docs = __import__("json").loads(capsys.readouterr().out)
+    assert [d["tokens"] for d in docs] == [["[CLS]", "the", "keys", "[SEP]"], ["[CLS]", "the", "table", "[SEP]"]]
+    assert {r["argmax_branch"] for d in docs for r in d["branch_flow"]} <= set(analysis.BRANCHES)
+    assert (out / "analysis.json").exists() and (out / "sentence1.dot").read_text().startswith("digraph")
+    assert main(["analyze", str(folder), "--sentence", "the", "--position", "9"]) == 2
+    assert "outside the 3 tokens" in capsys.readouterr().err
