@@ -5,8 +5,9 @@ Each returns tidy records (lists of dicts) or arrays; ``semir analyze`` prints t
 
 from .attribution import gradcheck, integrated_gradients, saliency, smoothgrad
 from .branch import BRANCHES, branch_flow
+from .flow import attention_flow, token_flow
 from .paths import path_to_dot, top_paths
 from .tokens import token_stats
 
-__all__ = ["BRANCHES", "branch_flow", "gradcheck", "integrated_gradients", "path_to_dot", "saliency",
+__all__ = ["BRANCHES", "attention_flow", "branch_flow", "token_flow", "gradcheck", "integrated_gradients", "path_to_dot", "saliency",
            "smoothgrad", "token_stats", "top_paths"]

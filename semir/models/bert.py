@@ -154,15 +154,65 @@ class BertModel:
         return self._programs["_params"]
 
     def _build(self, position: int) -> Program:
+        b, W, S, mask_add = self._start(embeddings_input=False)
+        h = self._embed(b, W, S)
+        for i in range(self.layers):
+            h = self._layer(b, W, S, mask_add, i, h)
+        final = h[position]
+        b.bind(final, "final")
+        readout = b.param("readout", TensorType(DType.f32, (self.hidden,)))
+        return b.finish(ops_sum(final * readout), "bert")
+
+    def block_program(self, first: int, last: int) -> Program:
+        """Layers ``first..last`` alone: input ``h_in`` [S, H] (the state entering layer ``first``), output
+        ``Σ h_out ⊙ cotangent`` with ``cotangent`` [S, H] an input, so sum_product gives Jᵀ·cotangent."""
+        if not 0 <= first <= last < self.layers:
+            raise OptionError(f"layers {first}..{last} are not within 0..{self.layers - 1}")
+        key = ("block", first, last)
+        if key not in self._programs:
+            b, W, S, mask_add = self._start(embeddings_input=True, layers=range(first, last + 1))
+            h = b.param("h_in", TensorType(DType.f32, (S, self.hidden)))
+            for i in range(first, last + 1):
+                h = self._layer(b, W, S, mask_add, i, h)
+            cot = b.param("cotangent", TensorType(DType.f32, (S, self.hidden)))
+            self._programs[key] = b.finish(ops_sum(h * cot), f"bert_layers_{first}_{last}")
+        return self._programs[key]
+
+    def block_inputs(self, first: int, last: int, h_in, mask=None) -> dict[str, np.ndarray]:
+        params = self._params()
+        pre = tuple(f"encoder.layer.{i}." for i in range(first, last + 1))
+        h_in = np.asarray(h_in, np.float32)
+        out = {k: v for k, v in params.items() if k.startswith(pre)}
+        out.update(h_in=h_in, cotangent=np.zeros_like(h_in),
+                   attention_mask=np.ones(len(h_in), np.float32) if mask is None else np.asarray(mask, np.float32))
+        return out
+
+    # -- graph pieces ---------------------------------------------------------
+
+    def _start(self, embeddings_input: bool, layers=None):
         params = self._params()
         b = Builder()
         S = SymDim.make({"S": 1}, 0)
-        i64 = TensorType(DType.i64, (S,))
-        ids, pos, types = (b.param(n, i64) for n in ("ids", "positions", "token_types"))
+        if not embeddings_input:
+            i64 = TensorType(DType.i64, (S,))
+            self._ids = [b.param(n, i64) for n in ("ids", "positions", "token_types")]
         mask = b.param("attention_mask", TensorType(DType.f32, (S,)))
-        readout = b.param("readout", TensorType(DType.f32, (self.hidden,)))
-        W = {k: b.param(k, TensorType(DType.f32, tuple(v.shape))) for k, v in params.items()}
+        keep = None if layers is None else tuple(f"encoder.layer.{i}." for i in layers)
+        W = {k: b.param(k, TensorType(DType.f32, tuple(v.shape))) for k, v in params.items()
+             if (keep is None and not embeddings_input) or (keep is not None and k.startswith(keep))}
+        # additive mask over key positions: 0 where attended, -10000 where masked (as in BERT)
+        return b, W, S, (1.0 - mask) * -10000.0
 
+    def _embed(self, b: Builder, W: dict, S) -> Value:
+        ids, pos, types = self._ids
+        eps = float(self.config.get("layer_norm_eps", 1e-12))
+        emb = (B.take(W["embeddings.word_embeddings"], ids) + B.take(W["embeddings.position_embeddings"], pos)
+               + B.take(W["embeddings.token_type_embeddings"], types))
+        h = B.layernorm(emb, W["embeddings.LayerNorm.weight"], W["embeddings.LayerNorm.bias"], eps=eps)
+        b.bind(h, "embeddings")
+        return h
+
+    def _layer(self, b: Builder, W: dict, S, mask_add: Value, i: int, h: Value) -> Value:
         def name(v: Value, n: str) -> Value:
             b.bind(v, n)
             return v
@@ -170,42 +220,35 @@ class BertModel:
         eps = float(self.config.get("layer_norm_eps", 1e-12))
         H, A = self.hidden, self.heads
         D = H // A
-        emb = (B.take(W["embeddings.word_embeddings"], ids) + B.take(W["embeddings.position_embeddings"], pos)
-               + B.take(W["embeddings.token_type_embeddings"], types))
-        h = name(B.layernorm(emb, W["embeddings.LayerNorm.weight"], W["embeddings.LayerNorm.bias"], eps=eps),
-                 "embeddings")
-        # additive mask over key positions: 0 where attended, -10000 where masked (as in BERT)
-        mask_add = (1.0 - mask) * -10000.0
 
         def heads(x: Value) -> Value:
             return B.transpose(B.reshape(x, [S, A, D]), [1, 0, 2])
 
-        for i in range(self.layers):
-            pre, ln = f"encoder.layer.{i}.", f"layer{i}"
-            b.bind(h, f"{ln}.attention.input")
-            proj = {}
-            for part in ("query", "key", "value"):
-                mm = name(h @ W[f"{pre}attention.self.{part}.weight"], f"{ln}.attention.{part}.proj")
-                proj[part] = name(mm + W[f"{pre}attention.self.{part}.bias"], f"{ln}.attention.{part}")
-            skip = name(B.reshape(h, [S, H]), f"{ln}.attention.skip")
-            scores = heads(proj["query"]) @ B.transpose(heads(proj["key"]), [0, 2, 1]) * (1.0 / math.sqrt(D))
-            probs = name(B.softmax(scores + mask_add, axis=-1), f"{ln}.attention.probs")
-            ctx = name(B.reshape(B.transpose(probs @ heads(proj["value"]), [1, 0, 2]), [S, H]),
-                       f"{ln}.attention.context")
-            dense = ctx @ W[f"{pre}attention.output.dense.weight"] + W[f"{pre}attention.output.dense.bias"]
-            h1 = name(B.layernorm(skip + dense, W[f"{pre}attention.output.LayerNorm.weight"],
-                                  W[f"{pre}attention.output.LayerNorm.bias"], eps=eps), f"{ln}.attention.output")
-            b.bind(h1, f"{ln}.ffn.input")
-            inter = name(B.gelu(h1 @ W[f"{pre}intermediate.dense.weight"] + W[f"{pre}intermediate.dense.bias"]),
-                         f"{ln}.ffn.intermediate")
-            out = name(inter @ W[f"{pre}output.dense.weight"] + W[f"{pre}output.dense.bias"], f"{ln}.ffn.output")
-            fskip = name(B.reshape(h1, [S, H]), f"{ln}.ffn.skip")
-            h = name(B.layernorm(fskip + out, W[f"{pre}output.LayerNorm.weight"], W[f"{pre}output.LayerNorm.bias"],
-                                 eps=eps), f"{ln}.output")
-        final = name(h[position], "final")
-        y = B.sum(final * readout)
-        prog = b.finish(y, "bert")
-        return prog
+        pre, ln = f"encoder.layer.{i}.", f"layer{i}"
+        b.bind(h, f"{ln}.attention.input")
+        proj = {}
+        for part in ("query", "key", "value"):
+            mm = name(h @ W[f"{pre}attention.self.{part}.weight"], f"{ln}.attention.{part}.proj")
+            proj[part] = name(mm + W[f"{pre}attention.self.{part}.bias"], f"{ln}.attention.{part}")
+        skip = name(B.reshape(h, [S, H]), f"{ln}.attention.skip")
+        scores = heads(proj["query"]) @ B.transpose(heads(proj["key"]), [0, 2, 1]) * (1.0 / math.sqrt(D))
+        probs = name(B.softmax(scores + mask_add, axis=-1), f"{ln}.attention.probs")
+        ctx = name(B.reshape(B.transpose(probs @ heads(proj["value"]), [1, 0, 2]), [S, H]),
+                   f"{ln}.attention.context")
+        dense = ctx @ W[f"{pre}attention.output.dense.weight"] + W[f"{pre}attention.output.dense.bias"]
+        h1 = name(B.layernorm(skip + dense, W[f"{pre}attention.output.LayerNorm.weight"],
+                              W[f"{pre}attention.output.LayerNorm.bias"], eps=eps), f"{ln}.attention.output")
+        b.bind(h1, f"{ln}.ffn.input")
+        inter = name(B.gelu(h1 @ W[f"{pre}intermediate.dense.weight"] + W[f"{pre}intermediate.dense.bias"]),
+                     f"{ln}.ffn.intermediate")
+        out = name(inter @ W[f"{pre}output.dense.weight"] + W[f"{pre}output.dense.bias"], f"{ln}.ffn.output")
+        fskip = name(B.reshape(h1, [S, H]), f"{ln}.ffn.skip")
+        return name(B.layernorm(fskip + out, W[f"{pre}output.LayerNorm.weight"], W[f"{pre}output.LayerNorm.bias"],
+                                eps=eps), f"{ln}.output")
+
+
+def ops_sum(x: Value) -> Value:
+    return B.sum(x)
 
 
 def hidden_states(prog_result_values: dict[str, np.ndarray], layers: int) -> list[np.ndarray]:
