@@ -147,7 +147,8 @@ class Plan:
             if np.any(bad):
                 raise InputError(f"node {n.name!r}: id {int(ids[bad].ravel()[0])} is out of range for a "
                                  f"table of {rows} rows")
-            m = np.take(np.arange(table.size).reshape(table.shape), ids, axis=0).ravel()
+            row = int(np.prod(table.shape[1:], dtype=np.int64))
+            m = ((ids.reshape(-1) % rows)[:, None] * row + np.arange(row)).ravel()  # O(output), not O(table)
             self.aux[k] = np.ascontiguousarray(m, dtype=np.int64)
             return V[idx[0]][m]
         if k in self.map and n.op is not Op.concat:

@@ -236,7 +236,8 @@ def _concat_rule(xs, out, a):
 
 def _take_rule(xs, out, a):
     table, ids = xs
-    src = np.take(np.arange(table.size).reshape(table.shape), ids, axis=0).ravel()
+    row = int(np.prod(table.shape[1:], dtype=np.int64))
+    src = ((ids.reshape(-1) % table.shape[0])[:, None] * row + np.arange(row)).ravel()
     return [Edges(np.arange(src.size), src, np.ones(src.size, out.dtype)), None]
 
 

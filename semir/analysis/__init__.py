@@ -9,5 +9,5 @@ from .flow import attention_flow, token_flow
 from .paths import path_to_dot, top_paths
 from .tokens import token_stats
 
-__all__ = ["BRANCHES", "attention_flow", "branch_flow", "token_flow", "gradcheck", "integrated_gradients", "path_to_dot", "saliency",
-           "smoothgrad", "token_stats", "top_paths"]
+__all__ = ["BRANCHES", "attention_flow", "branch_flow", "gradcheck", "integrated_gradients", "path_to_dot",
+           "saliency", "smoothgrad", "token_flow", "token_stats", "top_paths"]
