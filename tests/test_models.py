@@ -148,3 +148,24 @@ def test_minilm_matches_hf_bert_and_torch_autograd():
     (out.last_hidden_state[0, 0] * torch.tensor(u)).sum().backward()
     g = captured["e"].grad[0].numpy()
     assert np.max(np.abs(r["embeddings"] - g)) / np.max(np.abs(g)) <= 1e-4
+
+
+def test_pooled_readout_and_two_sentence_cosine(tiny):
+    m, w = tiny
+    w64 = {k: v.astype(np.float64) for k, v in w.items()}
+    ids_a, ids_b = m.tokenize("the keys"), m.tokenize("the cabinet are on the table")
+    e = np.eye(8, dtype=np.float32)[3]
+    r = semir.compile(m.program(pool="mean"), "sum_product", backend="reference", wrt=["embeddings"])(
+        **m.inputs(ids_a, readout=e))
+    pa = numpy_bert(w64, ids_a, 2, 2)[-1].mean(axis=0)
+    pb = numpy_bert(w64, ids_b, 2, 2)[-1].mean(axis=0)
+    assert float(r.output) == pytest.approx(pa[3], rel=1e-4)  # a pooled-embedding component
+    sim = m.similarity_program()
+    ins = m.similarity_inputs(ids_a, ids_b)
+    got = semir.compile(sim, "sum_product", backend="reference", wrt=["a.embeddings", "b.embeddings"])(**ins)
+    assert float(got.output) == pytest.approx(pa @ pb / np.linalg.norm(pa) / np.linalg.norm(pb), rel=1e-4)
+    assert got["a.embeddings"].shape == (len(ids_a), 8) and got["b.embeddings"].shape == (len(ids_b), 8)
+    for s in ("entropy", "max_product"):
+        a = semir.compile(sim, s, backend="numba", wrt=["a.embeddings"])(**ins)
+        b = semir.compile(sim, s, backend="reference", wrt=["a.embeddings"])(**ins)
+        np.testing.assert_allclose(a["a.embeddings"], b["a.embeddings"], rtol=2e-4, atol=1e-5)

@@ -106,18 +106,55 @@ class BertModel:
 
     # -- IR -------------------------------------------------------------------
 
-    def program(self, readout: Any = None, position: int = 0) -> Program:
-        """The encoder with output ``readout · h_final[position]`` (``readout`` is the input ``readout``).
+    def program(self, readout: Any = None, position: int = 0, pool: str | None = None) -> Program:
+        """The encoder with output ``readout · h_final[position]``, or with ``pool="mean"``
+        ``readout · mean over tokens of h_final`` (a pooled-embedding component for a one-hot readout).
 
         The readout vector is passed at call time through ``inputs(ids, readout=u)``;
         the argument here is accepted for symmetry with SPEC §4 and only checked.
         """
         if readout is not None and np.shape(readout) != (self.hidden,):
             raise InputError(f"readout: expected shape ({self.hidden},), got {np.shape(readout)}")
-        key = ("readout", int(position))
+        if pool not in (None, "mean"):
+            raise OptionError(f"unknown pooling {pool!r}; valid choices: mean")
+        key = ("readout", int(position), pool)
         if key not in self._programs:
-            self._programs[key] = self._build(position)
+            self._programs[key] = self._build(position, pool)
         return self._programs[key]
+
+    def similarity_program(self) -> Program:
+        """Output: the cosine similarity of two sentences' mean-pooled embeddings (inputs ``*_a``, ``*_b``).
+
+        Node names carry the sentence: ``a.embeddings``, ``b.layer3.attention.input``, ``a.pooled``.
+        """
+        if "similarity" not in self._programs:
+            b = Builder()
+            W = self._weights(b, embeddings=True, layers=range(self.layers))
+            pooled = []
+            for tag in ("a", "b"):
+                S = SymDim.make({f"S_{tag}": 1}, 0)
+                ids, pos, types, mask_add = self._sentence(b, S, f"_{tag}")
+                scope = b.open_scope(tag, tag)
+                h = self._embed(b, W, ids, pos, types)
+                for i in range(self.layers):
+                    h = self._layer(b, W, S, mask_add, i, h)
+                v = B.mean(h, axis=0)
+                b.bind(v, "pooled")
+                b.close_scope(scope)
+                pooled.append(v)
+            a, c = pooled
+            cos = B.sum(a * c) * B.rsqrt(B.sum(a * a) * B.sum(c * c))
+            self._programs["similarity"] = b.finish(cos, "bert_similarity")
+        return self._programs["similarity"]
+
+    def similarity_inputs(self, ids_a, ids_b) -> dict[str, np.ndarray]:
+        out = dict(self._params())
+        for tag, ids in (("a", ids_a), ("b", ids_b)):
+            ids = np.asarray(ids, np.int64)
+            out.update({f"ids_{tag}": ids, f"positions_{tag}": np.arange(len(ids), dtype=np.int64),
+                        f"token_types_{tag}": np.zeros(len(ids), np.int64),
+                        f"attention_mask_{tag}": np.ones(len(ids), np.float32)})
+        return out
 
     def inputs(self, ids, readout: Any = None, mask: Any = None) -> dict[str, np.ndarray]:
         """Everything the program takes: ids, positions, token types, mask, readout and the weights."""
@@ -153,15 +190,18 @@ class BertModel:
             self._programs["_params"] = {k: v.astype(np.float32) for k, v in p.items()}
         return self._programs["_params"]
 
-    def _build(self, position: int) -> Program:
-        b, W, S, mask_add = self._start(embeddings_input=False)
-        h = self._embed(b, W, S)
+    def _build(self, position: int, pool: str | None) -> Program:
+        b = Builder()
+        S = SymDim.make({"S": 1}, 0)
+        ids, pos, types, mask_add = self._sentence(b, S, "")
+        W = self._weights(b, embeddings=True, layers=range(self.layers))
+        h = self._embed(b, W, ids, pos, types)
         for i in range(self.layers):
             h = self._layer(b, W, S, mask_add, i, h)
-        final = h[position]
-        b.bind(final, "final")
+        final = B.mean(h, axis=0) if pool == "mean" else h[position]
+        b.bind(final, "pooled" if pool == "mean" else "final")
         readout = b.param("readout", TensorType(DType.f32, (self.hidden,)))
-        return b.finish(ops_sum(final * readout), "bert")
+        return b.finish(B.sum(final * readout), "bert")
 
     def block_program(self, first: int, last: int) -> Program:
         """Layers ``first..last`` alone: input ``h_in`` [S, H] (the state entering layer ``first``), output
@@ -170,12 +210,15 @@ class BertModel:
             raise OptionError(f"layers {first}..{last} are not within 0..{self.layers - 1}")
         key = ("block", first, last)
         if key not in self._programs:
-            b, W, S, mask_add = self._start(embeddings_input=True, layers=range(first, last + 1))
+            b = Builder()
+            S = SymDim.make({"S": 1}, 0)
+            mask = b.param("attention_mask", TensorType(DType.f32, (S,)))
+            W = self._weights(b, embeddings=False, layers=range(first, last + 1))
             h = b.param("h_in", TensorType(DType.f32, (S, self.hidden)))
             for i in range(first, last + 1):
-                h = self._layer(b, W, S, mask_add, i, h)
+                h = self._layer(b, W, S, (1.0 - mask) * -10000.0, i, h)
             cot = b.param("cotangent", TensorType(DType.f32, (S, self.hidden)))
-            self._programs[key] = b.finish(ops_sum(h * cot), f"bert_layers_{first}_{last}")
+            self._programs[key] = b.finish(B.sum(h * cot), f"bert_layers_{first}_{last}")
         return self._programs[key]
 
     def block_inputs(self, first: int, last: int, h_in, mask=None) -> dict[str, np.ndarray]:
@@ -189,22 +232,20 @@ class BertModel:
 
     # -- graph pieces ---------------------------------------------------------
 
-    def _start(self, embeddings_input: bool, layers=None):
-        params = self._params()
-        b = Builder()
-        S = SymDim.make({"S": 1}, 0)
-        if not embeddings_input:
-            i64 = TensorType(DType.i64, (S,))
-            self._ids = [b.param(n, i64) for n in ("ids", "positions", "token_types")]
-        mask = b.param("attention_mask", TensorType(DType.f32, (S,)))
-        keep = None if layers is None else tuple(f"encoder.layer.{i}." for i in layers)
-        W = {k: b.param(k, TensorType(DType.f32, tuple(v.shape))) for k, v in params.items()
-             if (keep is None and not embeddings_input) or (keep is not None and k.startswith(keep))}
+    def _sentence(self, b: Builder, S, suffix: str):
+        """ids, positions, token types and the additive attention mask of one sentence."""
+        i64 = TensorType(DType.i64, (S,))
+        ids, pos, types = (b.param(n + suffix, i64) for n in ("ids", "positions", "token_types"))
+        mask = b.param("attention_mask" + suffix, TensorType(DType.f32, (S,)))
         # additive mask over key positions: 0 where attended, -10000 where masked (as in BERT)
-        return b, W, S, (1.0 - mask) * -10000.0
+        return ids, pos, types, (1.0 - mask) * -10000.0
 
-    def _embed(self, b: Builder, W: dict, S) -> Value:
-        ids, pos, types = self._ids
+    def _weights(self, b: Builder, embeddings: bool, layers) -> dict[str, Value]:
+        keep = tuple(f"encoder.layer.{i}." for i in layers) + (("embeddings.",) if embeddings else ())
+        return {k: b.param(k, TensorType(DType.f32, tuple(v.shape))) for k, v in self._params().items()
+                if k.startswith(keep)}
+
+    def _embed(self, b: Builder, W: dict, ids: Value, pos: Value, types: Value) -> Value:
         eps = float(self.config.get("layer_norm_eps", 1e-12))
         emb = (B.take(W["embeddings.word_embeddings"], ids) + B.take(W["embeddings.position_embeddings"], pos)
                + B.take(W["embeddings.token_type_embeddings"], types))
@@ -245,10 +286,6 @@ class BertModel:
         fskip = name(B.reshape(h1, [S, H]), f"{ln}.ffn.skip")
         return name(B.layernorm(fskip + out, W[f"{pre}output.LayerNorm.weight"], W[f"{pre}output.LayerNorm.bias"],
                                 eps=eps), f"{ln}.output")
-
-
-def ops_sum(x: Value) -> Value:
-    return B.sum(x)
 
 
 def hidden_states(prog_result_values: dict[str, np.ndarray], layers: int) -> list[np.ndarray]:
