@@ -19,6 +19,13 @@ from .ir import DType, Program, TensorType, parse_ir
 __version__ = "0.1.0"
 
 
+def import_onnx(path, shapes=None, output=None, readout=True):
+    """Translate an ONNX export into semir IR (see :func:`semir.models.onnx_import.import_onnx`)."""
+    from .models.onnx_import import import_onnx as _import
+
+    return _import(path, shapes, output, readout)
+
+
 def load(path, entry=None) -> Program:
     """Parse a model file into IR."""
     from pathlib import Path
@@ -33,5 +40,5 @@ def load(path, entry=None) -> Program:
 
 __all__ = [
     "DType", "InputError", "OptionError", "Program", "SemirError", "SourceError", "TensorType", "TypeCheckError",
-    "compile", "load", "models", "ops", "parse", "parse_ir", "semirings", "trace",
+    "compile", "import_onnx", "load", "models", "ops", "parse", "parse_ir", "semirings", "trace",
 ]

