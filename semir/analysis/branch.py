@@ -65,7 +65,8 @@ def plot_branch_flow(records: list[dict], path) -> None:
         ax.bar(layers, share, bottom=bottom, label=b)
         bottom += share
     ax.set_xlabel("layer")
-    ax.set_ylabel("share of hidden units whose best path takes the branch")
+    ax.set_ylabel("share of hidden units")
+    ax.set_title("branch taken by each unit's max-product path", fontsize=10)
     ax.legend(ncol=4, fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
