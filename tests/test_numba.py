@@ -184,3 +184,19 @@ def test_gemm_falls_back_to_exact_where_the_shifted_sum_underflows(semiring):
         for f in a.state(name):
             np.testing.assert_allclose(a.state(name)[f], b.state(name)[f], rtol=1e-9, atol=1e-12)
     assert np.all(np.isfinite(a.state("x")[a.semiring.fields[0].name]))
+
+
+def test_generated_source_and_keys_identical_across_processes(tmp_path):
+    code = textwrap.dedent(f"""
+        import semir
+        k = semir.compile(semir.load({str(EXAMPLES / 'transformer_layer.semir')!r}), "entropy", backend="numba")
+        print(k.module_name, k.fwd_name, k.sr_name)
+        print(k.emit("python"))
+    """)
+    outs = []
+    for i, seed in enumerate(("0", "12345")):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "SEMIR_CACHE_DIR": str(tmp_path / f"c{i}")}
+        p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-2000:]
+        outs.append(p.stdout)
+    assert outs[0] == outs[1] and "def backward(V, D, plan):" in outs[0]
