@@ -66,10 +66,10 @@ def paper() -> None:
         report("paper", f"speed-up vs paper engine, {s}", paper_s / t, "x")
 
 
-def torch_encoder(ins, L, H, A, F):
+def torch_encoder(ins, L, H, A, F, device="cpu"):
     import torch
 
-    t = {k: torch.tensor(v) for k, v in ins.items()}
+    t = {k: torch.tensor(v, device=device) for k, v in ins.items()}
     x = t["x"].clone().requires_grad_(True)
     S, D = x.shape[0], H // A
 
@@ -87,7 +87,7 @@ def torch_encoder(ins, L, H, A, F):
         h = torch.nn.functional.layer_norm(att + ffn, (H,), w["g2"], w["e2"], eps=1e-12)
     out = (h[0] * t["u"]).sum()
     out.backward()
-    return x.grad.numpy()
+    return x.grad.cpu().numpy()
 
 
 def minilm() -> None:

@@ -30,7 +30,18 @@ def _numba(prog, sr, wrt, granularity, **opts):
     return compile_numba(prog, sr, wrt, granularity, **opts)
 
 
-BACKENDS: dict[str, Callable[..., Any]] = {"reference": _reference, "numba": _numba}
+def _cuda(prog, sr, wrt, granularity, **opts):
+    if sr.numba is None:
+        raise OptionError(f"semiring {sr.name!r} has no generated kernels (user-defined from scalar functions); "
+                          "use backend='reference'")
+    try:
+        from semir.backends.cuda import compile_cuda
+    except ImportError as e:
+        raise OptionError(f"backend 'cuda' needs numba-cuda: pip install 'semir[cuda]' ({e})") from None
+    return compile_cuda(prog, sr, wrt, granularity, **opts)
+
+
+BACKENDS: dict[str, Callable[..., Any]] = {"reference": _reference, "numba": _numba, "cuda": _cuda}
 
 
 def resolve_wrt(prog: Program, wrt: Any) -> tuple[str, ...]:
@@ -51,8 +62,9 @@ def compile(prog: Program, semiring: str | Semiring = "sum_product", backend: st
             allow_nonfinite: bool = False) -> Any:
     """Compile ``prog`` for one semiring on one backend.
 
-    ``backend``: "numba" (default), "reference" (NumPy, the executable specification), or another
-    registered backend. ``wrt``: input or internal node names whose results the caller wants
+    ``backend``: "numba" (default), "reference" (NumPy, the executable specification), "cuda"
+    (numba-cuda; ``NUMBA_ENABLE_CUDASIM=1`` runs it in numba's simulator), or another registered
+    backend. ``wrt``: input or internal node names whose results the caller wants
     (default: every floating-point input). ``granularity``: ``"op"`` (every
     primitive is one layer of edges) or ``"decomposed"`` (softmax,
     log_softmax, layernorm and gelu lowered to elementary ops first).

@@ -1,6 +1,11 @@
 import os
 from pathlib import Path
 
+# CI has no GPU: the CUDA backend's tests run its kernels in numba's CUDA simulator. This must be set before
+# numba is first imported. SEMIR_CUDA_DEVICE=1 runs them on a real GPU instead.
+if not os.environ.get("SEMIR_CUDA_DEVICE"):
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -14,6 +19,13 @@ settings.register_profile("dev", max_examples=60, deadline=None, suppress_health
 settings.register_profile("thorough", max_examples=500, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("SEMIR_HYPOTHESIS", "ci" if os.environ.get("CI") else "dev"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory):
+    # One kernel cache for the session, never the user's: tests exercise warm starts as well as cold ones.
+    if "SEMIR_CACHE_DIR" not in os.environ:
+        os.environ["SEMIR_CACHE_DIR"] = str(tmp_path_factory.mktemp("semir-cache"))
 
 
 def pytest_addoption(parser):
@@ -46,3 +58,35 @@ def random_inputs(prog, seed=0, dims=None, scale=1.0):
         else:
             out[n.name] = (rng.normal(size=shape) * scale).astype(n.type.dtype.numpy)
     return out
+
+
+def as_f64(prog):
+    import semir
+
+    return semir.parse_ir(str(prog).replace("f32", "f64"))
+
+
+def compare(a, b, semiring, rtol, atol):
+    """States of every wrt node agree (pointer fields are compared through the recovered paths)."""
+    for name in a.wrt:
+        sa, sb = a.state(name), b.state(name)
+        assert sa.keys() == sb.keys()
+        for f in sa:
+            x, y = np.asarray(sa[f]), np.asarray(sb[f])
+            if x.dtype.kind in "biu":
+                continue
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=atol, err_msg=f"{semiring} {name}.{f}")
+
+
+def compare_paths(got, ref, semiring, dims):
+    """The best path (each component) from the last element of every wrt node is the same edge sequence."""
+    if not ref.semiring.has_paths:
+        return
+    for name in ref.wrt:
+        shape = ref.program[name].type.bind(dims).shape
+        idx = tuple(d - 1 for d in shape)
+        for comp in ({"max_product": ["hi", "lo"], "max_abs": [None]}.get(semiring) or [0, 1]):
+            p_ref, p_got = ref.path(name, idx, comp), got.path(name, idx, comp)
+            # equal-value ties break toward the same edge on every backend, so paths agree exactly
+            assert [(s.node, s.index) for s in p_got] == [(s.node, s.index) for s in p_ref]
+            np.testing.assert_allclose([s.weight for s in p_got], [s.weight for s in p_ref], rtol=1e-12)

@@ -7,35 +7,13 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, random_inputs
+from conftest import EXAMPLES, as_f64, compare, compare_paths, random_inputs
 from semir.backends.numba import cache
 
 import semir
 
 SEMIRINGS = ["sum_product", "max_product", "max_abs", "entropy", "log", "counting", "boolean", "topk:3"]
 MODELS = sorted(p.stem for p in EXAMPLES.glob("*.semir"))
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _cache_dir(tmp_path_factory):
-    # One cache for the session: tests exercise warm starts as well as cold ones.
-    if "SEMIR_CACHE_DIR" not in os.environ:
-        os.environ["SEMIR_CACHE_DIR"] = str(tmp_path_factory.mktemp("semir-cache"))
-
-
-def as_f64(prog):
-    return semir.parse_ir(str(prog).replace("f32", "f64"))
-
-
-def compare(a, b, semiring, rtol, atol):
-    for name in a.wrt:
-        sa, sb = a.state(name), b.state(name)
-        assert sa.keys() == sb.keys()
-        for f in sa:
-            x, y = np.asarray(sa[f]), np.asarray(sb[f])
-            if x.dtype.kind in "biu":
-                continue  # pointers: compared through the recovered paths
-            np.testing.assert_allclose(x, y, rtol=rtol, atol=atol, err_msg=f"{semiring} {name}.{f}")
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -47,15 +25,7 @@ def test_examples_equal_reference_float64(model, semiring):
     got = semir.compile(prog, semiring, backend="numba")(**ins)
     np.testing.assert_allclose(got.output, ref.output, rtol=1e-12)
     compare(got, ref, semiring, rtol=1e-9, atol=1e-12)
-    if ref.semiring.has_paths:
-        for name in ref.wrt:
-            shape = ref.program[name].type.bind({"S": 3, "B": 2}).shape
-            idx = tuple(d - 1 for d in shape)
-            for comp in ({"max_product": ["hi", "lo"], "max_abs": [None]}.get(semiring) or [0, 1]):
-                p_ref, p_got = ref.path(name, idx, comp), got.path(name, idx, comp)
-                # equal-value ties break toward the same edge on both backends, so paths agree exactly
-                assert [(s.node, s.index) for s in p_got] == [(s.node, s.index) for s in p_ref]
-                np.testing.assert_allclose([s.weight for s in p_got], [s.weight for s in p_ref], rtol=1e-12)
+    compare_paths(got, ref, semiring, {"S": 3, "B": 2})
 
 
 @pytest.mark.parametrize("semiring", ["sum_product", "max_product", "entropy"])

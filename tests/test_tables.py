@@ -1,13 +1,16 @@
 """Every op appears in every rule table, and every builtin maps onto primitives."""
 
+from semir.backends.cuda import codegen as cuda_codegen
+from semir.backends.numba import codegen as numba_codegen
 from semir.backends.reference.eval_rules import EVAL_RULES
 from semir.backends.reference.jacobian import JACOBIAN
 
 from semir.frontend.builtins import BUILTINS
-from semir.ir.ops import GROUPS, Op
+from semir.ir.ops import ELEMENTWISE, GROUPS, Op
 from semir.ir.shapes import SHAPE_RULES
 
-TABLES = {"shape": SHAPE_RULES, "eval": EVAL_RULES, "jacobian": JACOBIAN}
+TABLES = {"shape": SHAPE_RULES, "eval": EVAL_RULES, "jacobian": JACOBIAN, "numba backward": numba_codegen.BACKWARD,
+          "cuda forward": cuda_codegen.FORWARD, "cuda backward": cuda_codegen.BACKWARD}
 
 
 def test_every_op_in_every_table():
@@ -28,3 +31,9 @@ def test_spec_builtins_exist():
     spec = ("exp log tanh sigmoid relu gelu sqrt rsqrt abs square sin cos maximum minimum where sum mean max "
             "softmax log_softmax layernorm transpose reshape concat take").split()
     assert [b for b in spec if b not in BUILTINS] == []
+
+
+def test_every_elementwise_op_has_emit_rules():
+    # the fused-group emitters of both code-generating backends read these two tables
+    for table in (numba_codegen.FWD, numba_codegen.EDGES):
+        assert sorted(op.value for op in ELEMENTWISE if op not in table) == []

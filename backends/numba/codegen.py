@@ -202,7 +202,13 @@ def _index_of(a: Analysis, fn: _Fn, name: str, members: set[int], root: Node, gi
     return {"same": "i", "scalar": "0"}.get(mode) or f"{fn.arg('map', (gid, k))}[i]"
 
 
-def group_forward(a: Analysis, gid: int) -> tuple[str, list]:
+# How a generated elementwise kernel visits its elements and how it is declared, per target: the CPU loops,
+# a CUDA kernel runs one thread per element. The bodies (FWD/EDGES expressions) are the same scalar Python.
+LOOP = {"cpu": "    for i in range({n}):", "cuda": "    i = cuda.grid(1)\n    if i < {n}:"}
+DECORATOR = {"cpu": "@njit(cache=True)", "cuda": "@cuda.jit"}
+
+
+def group_forward(a: Analysis, gid: int, target: str = "cpu") -> tuple[str, list]:
     members = a.groups[gid]
     mset = set(members)
     root = a.prog.nodes[members[-1]]
@@ -216,11 +222,25 @@ def group_forward(a: Analysis, gid: int) -> tuple[str, list]:
         body.append(f"        t{pos} = {_fmt(FWD[node.op], node, args)}")
         body.append(f"        {fn.arg('out', k)}[i] = t{pos}")
         local[k] = f"t{pos}"
-    lines = [f"    for i in range({n_arg}):"] + body
-    return _finish(fn, lines, "fwd")
+    return _finish(fn, [LOOP[target].format(n=n_arg)] + body, target)
 
 
-def group_backward(a: Analysis, gid: int, fields: list[str]) -> tuple[str, list] | None:
+def edge_expr(a: Analysis, fn: _Fn, k: int, slot: int) -> tuple[str | None, str]:
+    """(condition or None, weight) of the edges of operand ``slot`` of group member ``k``, at element ``i``."""
+    gid = a.group_of[k]
+    mset = set(a.groups[gid])
+    root = a.prog.nodes[a.groups[gid][-1]]
+    node = a.prog.nodes[k]
+    args = [_read(a, fn, i, mset, root, gid) for i in node.inputs]
+    out = f"{fn.arg('val', k)}[i]"
+    cond, weight = EDGES[node.op][slot]
+    return (_fmt(cond, node, args, out) if cond else None), _fmt(weight, node, args, out)
+
+
+def group_backward(a: Analysis, gid: int, fields: list[str], target: str = "cpu",
+                   deferred: list | None = None) -> tuple[str, list] | None:
+    """The fused backward of one group; with ``deferred``, edges into broadcast operands (several elements
+    ``i`` feeding one ``j``) are left out and listed there as (member, slot) for a gather-style kernel."""
     members = a.groups[gid]
     mset = set(members)
     root = a.prog.nodes[members[-1]]
@@ -231,31 +251,32 @@ def group_backward(a: Analysis, gid: int, fields: list[str]) -> tuple[str, list]
         node = a.prog.nodes[k]
         if node.name not in a.needed:
             continue
-        args = [_read(a, fn, i, mset, root, gid) for i in node.inputs]
-        out = f"{fn.arg('val', k)}[i]"
         for slot, (name, edge) in enumerate(zip(node.inputs, EDGES[node.op])):
             if edge is None or name not in a.needed:
                 continue
-            cond, weight = edge
             u = a.index[name]
+            if deferred is not None and u not in mset and _operand_mode(a, gid, name, root) != "same":
+                deferred.append((k, slot))
+                continue
+            cond, weight = edge_expr(a, fn, k, slot)
             U = ", ".join(fn.arg("D", (u, f)) for f in fields)
             V = ", ".join(fn.arg("D", (k, f)) for f in fields)
             j = _index_of(a, fn, name, mset, root, gid)
             base = fn.arg("base", (k, slot))
-            call = f"acc({U}, {j}, {V}, i, {_fmt(weight, node, args, out)}, {base} + i)"
+            call = f"acc({U}, {j}, {V}, i, {weight}, {base} + i)"
             if cond:
-                body.append(f"        if {_fmt(cond, node, args, out)}:")
+                body.append(f"        if {cond}:")
                 body.append(f"            {call}")
             else:
                 body.append(f"        {call}")
     if not body:
         return None
-    return _finish(fn, [f"    for i in range({n_arg}):"] + body, "bwd")
+    return _finish(fn, [LOOP[target].format(n=n_arg)] + body, target)
 
 
-def _finish(fn: _Fn, lines: list[str], kind: str) -> tuple[str, list]:
+def _finish(fn: _Fn, lines: list[str], target: str) -> tuple[str, list]:
     params = ", ".join(f"p{i}" for i in range(len(fn.args)))
-    text = f"@njit(cache=True)\ndef {{name}}({params}):\n" + "\n".join(lines) + "\n"
+    text = f"{DECORATOR[target]}\ndef {{name}}({params}):\n" + "\n".join(lines) + "\n"
     return text, fn.args
 
 

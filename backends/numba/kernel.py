@@ -141,19 +141,24 @@ class Plan:
                            np.ascontiguousarray(inv, dtype=dt).reshape(-1))
             return np.ascontiguousarray(xhat * args[1] + args[2], dtype=dt).reshape(-1)
         if n.op is Op.take:
-            table, ids = args
-            rows = table.shape[0]
-            bad = (ids < -rows) | (ids >= rows)
-            if np.any(bad):
-                raise InputError(f"node {n.name!r}: id {int(ids[bad].ravel()[0])} is out of range for a "
-                                 f"table of {rows} rows")
-            row = int(np.prod(table.shape[1:], dtype=np.int64))
-            m = ((ids.reshape(-1) % rows)[:, None] * row + np.arange(row)).ravel()  # O(output), not O(table)
-            self.aux[k] = np.ascontiguousarray(m, dtype=np.int64)
-            return V[idx[0]][m]
+            self.aux[k] = self.take_map(k, args[1])
+            return V[idx[0]][self.aux[k]]
         if k in self.map and n.op is not Op.concat:
             return V[idx[0]][self.map[k][0]]
         return np.ascontiguousarray(evaluate(n.op, args, at, dt)).reshape(-1)
+
+    def take_map(self, k: int, ids: np.ndarray) -> np.ndarray:
+        """Flat table element read by each output element of ``take`` node ``k``; checks the ids' range."""
+        n = self.prog.nodes[k]
+        table = self.shape[self.index[n.inputs[0]]]
+        rows = table[0]
+        bad = (ids < -rows) | (ids >= rows)
+        if np.any(bad):
+            raise InputError(f"node {n.name!r}: id {int(ids[bad].ravel()[0])} is out of range for a "
+                             f"table of {rows} rows")
+        row = int(np.prod(table[1:], dtype=np.int64))
+        m = ((ids.reshape(-1) % rows)[:, None] * row + np.arange(row)).ravel()  # O(output), not O(table)
+        return np.ascontiguousarray(m, dtype=np.int64)
 
     def edge(self, edge: int) -> tuple[int, int, int]:
         """(consumer node index, slot, output element) of a pointer."""
@@ -218,17 +223,7 @@ class NumbaKernel:
         if out in D:
             D[out] = sr.ones((plan.size[out],), fdt)
         self.module.backward(V, D, plan)
-        for name in self.wrt:  # a wrt node with no path to the output: 0̄ everywhere
-            k = plan.index[prog.resolve(name)]
-            if k not in D:
-                D[k] = sr.zeros((plan.size[k],), fdt)
-        tail = (sr.k,) if sr.k else ()
-        states = {prog.nodes[k].name: {f: a.reshape(plan.shape[k] + tail) for f, a in s.items()}
-                  for k, s in D.items()}
-        values = {n.name: V[k].reshape(plan.shape[k]) for k, n in enumerate(prog.nodes)}
-        return Result(program=prog, semiring=sr, backend=self.backend, granularity=self.granularity,
-                      output=values[prog.output], wrt=self.wrt, states=states, values=values,
-                      edge_info=_EdgeInfo(prog, plan, values), float_dtype=fdt)
+        return build_result(self, V, D, plan)
 
     def emit(self, what: str) -> str:
         if what == "python":
@@ -239,10 +234,23 @@ class NumbaKernel:
 
     def _llvm(self) -> str:
         """LLVM IR of the compiled kernels, after one run on small random inputs to fix their types."""
+        self(**self._sample_inputs(self.program))
+        out = []
+        for mod in (self.fwd, self.module, self.sr):
+            for name in sorted(vars(mod)):
+                fn = getattr(mod, name)
+                if hasattr(fn, "inspect_llvm") and fn.signatures:
+                    for sig, text in fn.inspect_llvm().items():
+                        out.append(f"; ---- {mod.__name__}.{name}{sig}\n{text}")
+        return "\n".join(out)
+
+    @staticmethod
+    def _sample_inputs(prog: Program) -> dict[str, np.ndarray]:
+        """Small random inputs (symbolic dims 2), to run a kernel once and fix its argument types."""
         rng = np.random.default_rng(0)
         env: dict[str, int] = {}
         inputs = {}
-        for n in self.program.inputs:
+        for n in prog.inputs:
             shape = []
             for d in n.type.shape:
                 if not isinstance(d, int):
@@ -252,15 +260,22 @@ class NumbaKernel:
                 shape.append(int(d))
             inputs[n.name] = (rng.integers(0, 2, size=shape) if n.type.dtype.is_int
                               else rng.normal(size=shape) * 0.5)
-        self(**inputs)
-        out = []
-        for mod in (self.fwd, self.module, self.sr):
-            for name in sorted(vars(mod)):
-                fn = getattr(mod, name)
-                if hasattr(fn, "inspect_llvm") and fn.signatures:
-                    for sig, text in fn.inspect_llvm().items():
-                        out.append(f"; ---- {mod.__name__}.{name}{sig}\n{text}")
-        return "\n".join(out)
+        return inputs
+
+
+def build_result(kernel, V: list, D: dict[int, dict[str, np.ndarray]], plan: Plan) -> Result:
+    """The :class:`Result` of a compiled kernel from flat host arrays: values ``V`` and states ``D``."""
+    sr, prog, fdt = kernel.semiring, kernel.program, kernel.float_dtype
+    for name in kernel.wrt:  # a wrt node with no path to the output: 0̄ everywhere
+        k = plan.index[prog.resolve(name)]
+        if k not in D:
+            D[k] = sr.zeros((plan.size[k],), fdt)
+    tail = (sr.k,) if sr.k else ()
+    states = {prog.nodes[k].name: {f: a.reshape(plan.shape[k] + tail) for f, a in s.items()} for k, s in D.items()}
+    values = {n.name: V[k].reshape(plan.shape[k]) for k, n in enumerate(prog.nodes)}
+    return Result(program=prog, semiring=sr, backend=kernel.backend, granularity=kernel.granularity,
+                  output=values[prog.output], wrt=kernel.wrt, states=states, values=values,
+                  edge_info=_EdgeInfo(prog, plan, values), float_dtype=fdt)
 
 
 class _EdgeInfo:
