@@ -194,7 +194,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", metavar="DIR", help="write analysis.json, Graphviz paths and plots here")
     c.add_argument("--plot", action="store_true", help="with --out: write branch-flow figures (matplotlib)")
     c.add_argument("--json", action="store_true", help="print the records as JSON")
+    from .experiments import EXPERIMENTS
+
+    c = sub.add_parser("experiment", help="run one of the paper's experiments (figure + numbers)")
+    c.add_argument("name", help=f"one of: {', '.join(EXPERIMENTS)}")
+    c.add_argument("--full", action="store_true", help="the paper's setting (default: the reduced one CI runs)")
+    c.add_argument("--out", default="results", metavar="DIR", help="where the PNG, JSON and CSV go")
+    c.add_argument("--seed", type=int, default=0)
     return p
+
+
+def cmd_experiment(args) -> int:
+    from . import experiments
+
+    summary = experiments.run(args.name, args.out, full=args.full, seed=args.seed)
+    print(f"{args.name}: wrote {args.out}/ ({summary.get('seconds', 0.0):.1f} s)")
+    return 0
 
 
 def cmd_analyze(args) -> int:
@@ -280,7 +295,8 @@ def _print_analysis(doc: dict, layers: int) -> None:
     print("    " + " -> ".join(f"{n}{idx}" for n, idx, _ in tp["steps"]))
 
 
-COMMANDS = {"check": cmd_check, "ir": cmd_ir, "compile": cmd_compile, "run": cmd_run, "analyze": cmd_analyze}
+COMMANDS = {"check": cmd_check, "ir": cmd_ir, "compile": cmd_compile, "run": cmd_run, "analyze": cmd_analyze,
+            "experiment": cmd_experiment}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,12 @@ def branch_flow(model, ids, readout, position: int = 0, backend: str | None = No
     prog = model.program(position=position)
     names = [f"layer{i}.attention.input" for i in range(model.layers)]
     r = compile(prog, "max_product", backend=backend, wrt=names)(**model.inputs(ids, readout=readout))
-    tokens = model.tokens(ids)
+    return branch_records(r, model.layers, model.tokens(ids))
+
+
+def branch_records(r, layers: int, tokens: list[str]) -> list[dict]:
+    """The records of :func:`branch_flow` from a max_product result with states at every attention input."""
+    names = [f"layer{i}.attention.input" for i in range(layers)]
     records = []
     for i, name in enumerate(names):
         value = r[name]

@@ -1,0 +1,23 @@
+"""The paper's experiments, each one command writing a PNG figure and its numbers (JSON, CSV).
+
+    python -m semir.experiments NAME [--full] [--out results] [--seed 0]
+
+Without ``--full`` each runs a reduced setting (what CI runs); ``--full`` is the paper's setting.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+EXPERIMENTS = {"fig1": "fig1", "sec51": "sec51", "mlp-hidden": "mlp_hidden"}
+
+
+def run(name: str, out, full: bool = False, seed: int = 0, progress: bool = True) -> dict:
+    from pathlib import Path
+
+    from ..errors import unknown
+
+    if name not in EXPERIMENTS:
+        raise unknown("experiment", name, EXPERIMENTS)
+    mod = importlib.import_module(f"{__name__}.{EXPERIMENTS[name]}")
+    return mod.run(Path(out), full=full, seed=seed, progress=progress)

@@ -1,0 +1,5 @@
+import sys
+
+from semir.cli import main
+
+sys.exit(main(["experiment", *sys.argv[1:]]))
