@@ -201,13 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--full", action="store_true", help="the paper's setting (default: the reduced one CI runs)")
     c.add_argument("--out", default="results", metavar="DIR", help="where the PNG, JSON and CSV go")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--semantics", choices=("exact", "brunoflow"), help="sec51: the max-product semantics")
     return p
 
 
 def cmd_experiment(args) -> int:
     from . import experiments
 
-    summary = experiments.run(args.name, args.out, full=args.full, seed=args.seed)
+    opts = {"semantics": args.semantics} if args.semantics else {}
+    summary = experiments.run(args.name, args.out, full=args.full, seed=args.seed, **opts)
     print(f"{args.name}: wrote {args.out}/ ({summary.get('seconds', 0.0):.1f} s)")
     return 0
 

@@ -57,9 +57,12 @@ def resolve_wrt(prog: Program, wrt: Any) -> tuple[str, ...]:
     return names
 
 
+SEMANTICS = ("exact", "brunoflow")
+
+
 def compile(prog: Program, semiring: str | Semiring = "sum_product", backend: str | None = None,
             wrt: Any = None, granularity: str = "op", optimize_ir: bool = True,
-            allow_nonfinite: bool = False) -> Any:
+            allow_nonfinite: bool = False, semantics: str = "exact") -> Any:
     """Compile ``prog`` for one semiring on one backend.
 
     ``backend``: "numba" (default), "reference" (NumPy, the executable specification), "cuda"
@@ -68,11 +71,22 @@ def compile(prog: Program, semiring: str | Semiring = "sum_product", backend: st
     (default: every floating-point input). ``granularity``: ``"op"`` (every
     primitive is one layer of edges) or ``"decomposed"`` (softmax,
     log_softmax, layernorm and gelu lowered to elementary ops first).
+    ``semantics``: ``"exact"`` (every scalar edge is an edge) or ``"brunoflow"``, the paper engine's
+    choices for reproducing its numbers: softmax, layernorm and gelu decomposed, and for selective
+    semirings ordinary sums (not ⊕) inside matmul, broadcasting and embedding lookups (reference
+    backend; paths then follow each lumped sum's dominant term).
     Returns a kernel; call it with inputs by name to get a :class:`Result`.
     """
     if not isinstance(prog, Program):
         raise SemirError(f"compile expects a semir Program, got {type(prog).__name__}")
     sr = get_semiring(semiring)
+    if semantics not in SEMANTICS:
+        raise unknown("semantics", semantics, SEMANTICS)
+    opts: dict[str, Any] = {"allow_nonfinite": allow_nonfinite}
+    if semantics == "brunoflow":
+        if backend not in (None, "reference"):
+            raise OptionError(f"semantics='brunoflow' runs on the reference backend only, not {backend!r}")
+        backend, granularity, opts["semantics"] = "reference", "decomposed", semantics
     backend = backend or (DEFAULT_BACKEND if sr.numba is not None else "reference")
     if backend not in BACKENDS:
         raise unknown("backend", backend, BACKENDS)
@@ -84,4 +98,4 @@ def compile(prog: Program, semiring: str | Semiring = "sum_product", backend: st
         prog = optimize(prog, keep=keep, granularity=granularity)
     elif granularity != "op":
         raise OptionError("granularity other than 'op' needs the pass pipeline (optimize_ir=True)")
-    return BACKENDS[backend](prog, sr, names, granularity, allow_nonfinite=allow_nonfinite)
+    return BACKENDS[backend](prog, sr, names, granularity, **opts)

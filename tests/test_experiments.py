@@ -44,3 +44,13 @@ def test_mlp_entropy_rises_with_hidden_size(tmp_path):
     rel = [r["entropy_relevant"] for r in rows]
     assert rel == sorted(rel) and rel[-1] > rel[0] + 1.0  # rises with hidden size (4 -> 16 -> 64)
     assert all(r["entropy_relevant"] > r["entropy_irrelevant"] for r in rows)  # relevant feature higher
+
+
+def test_sec51_under_brunoflow_semantics_gives_the_papers_pattern(tmp_path):
+    # The paper engine's semantics (sums inside matmul / broadcast / lookup, decomposed softmax) turns the
+    # pattern into the paper's: queries for the first token, keys for the others, strongest for the repeat.
+    assert main(["experiment", "sec51", "--semantics", "brunoflow", "--out", str(tmp_path)]) == 0
+    cats = json.loads((tmp_path / "sec51_brunoflow.json").read_text())["categories"]
+    assert cats["first token"]["argmax_query"] > 0.9
+    assert cats["other tokens"]["argmax_key"] > 0.9 and cats["repeat token"]["argmax_key"] > 0.9
+    assert cats["repeat token"]["mean_value_key"] > 3 * cats["other tokens"]["mean_value_key"]

@@ -18,11 +18,11 @@ import numpy as np
 
 from semir.errors import InputError, SemirError
 from semir.ir.node import Program
-from semir.ir.ops import Op
+from semir.ir.ops import ELEMENTWISE, Op
 from semir.results import Result
 from semir.runtime import bind_attrs, bind_inputs
 from semir.semirings import Semiring
-from semir.semirings.base import State, take
+from semir.semirings.base import EDGE_NONE, State, take
 
 from .eval_rules import evaluate
 from .jacobian import Edges, local_edges
@@ -76,6 +76,23 @@ def segment_reduce(sr: Semiring, contrib: State, seg: np.ndarray, n: int, fdt) -
     return {k: v[:, 0] for k, v in grid.items()}
 
 
+def lumped_reduce(sr: Semiring, contrib: State, seg: np.ndarray, n: int, fdt) -> State:
+    """brunoflow-compatible combination: the semiring's ``lumped`` value fields become the ordinary sum of
+    their valid terms per element; pointers (and every other field) keep the ⊕ result."""
+    best = segment_reduce(sr, contrib, seg, n, fdt)
+    for f, ptr in sr.lumped:
+        valid = contrib[ptr] != EDGE_NONE
+        total = np.bincount(seg[valid], weights=contrib[f][valid].astype(np.float64), minlength=n)
+        has = np.bincount(seg[valid], minlength=n) > 0
+        best[f] = np.where(has, total, best[f]).astype(best[f].dtype)
+    return best
+
+
+def _lumped(op: Op, slot: int, operand_size: int, out_size: int) -> bool:
+    """Where the paper's engine summed inside one op: matmul, embedding lookup, broadcast operands."""
+    return op is Op.matmul or (op is Op.take and slot == 0) or (op in ELEMENTWISE and operand_size != out_size)
+
+
 @dataclass
 class _EdgeTable:
     """Edge lists of every consumer slot, with their global id offsets, for path recovery."""
@@ -106,9 +123,9 @@ class ReferenceKernel:
     backend = "reference"
 
     def __init__(self, prog: Program, semiring: Semiring, wrt: tuple[str, ...], granularity: str,
-                 allow_nonfinite: bool = False):
+                 allow_nonfinite: bool = False, semantics: str = "exact"):
         self.program, self.semiring, self.wrt = prog, semiring, wrt
-        self.granularity, self.allow_nonfinite = granularity, allow_nonfinite
+        self.granularity, self.allow_nonfinite, self.semantics = granularity, allow_nonfinite, semantics
         self.float_dtype = float_dtype_of(prog)
         reach = {prog.output}
         for n in reversed(prog.nodes):
@@ -145,11 +162,13 @@ class ReferenceKernel:
                 if e is None or n.inputs[slot] not in live or len(e) == 0:
                     continue
                 table.add(next_id, n.name, e)
-                plan.append((n.name, n.inputs[slot], e, next_id))
+                lump = self.semantics == "brunoflow" and _lumped(n.op, slot, xs[slot].size, values[n.name].size)
+                plan.append((n.name, n.inputs[slot], e, next_id, lump))
                 next_id += len(e)
-        for v, u, e, start in reversed(plan):
+        for v, u, e, start, lump in reversed(plan):
             contrib = sr.extend(take(D[v], e.out_idx), e.w, np.arange(start, start + len(e)))
-            D[u] = sr.plus(D[u], segment_reduce(sr, contrib, e.in_idx, values[u].size, fdt))
+            reduce = lumped_reduce if lump else segment_reduce
+            D[u] = sr.plus(D[u], reduce(sr, contrib, e.in_idx, values[u].size, fdt))
         tail = (sr.k,) if sr.k else ()
         states = {n: {k: a.reshape(values[n].shape + tail) for k, a in s.items()} for n, s in D.items()}
         return Result(program=prog, semiring=sr, backend=self.backend, granularity=self.granularity,
@@ -158,5 +177,5 @@ class ReferenceKernel:
 
 
 def compile_reference(prog: Program, semiring: Semiring, wrt: tuple[str, ...], granularity: str,
-                      allow_nonfinite: bool = False) -> ReferenceKernel:
-    return ReferenceKernel(prog, semiring, wrt, granularity, allow_nonfinite)
+                      allow_nonfinite: bool = False, semantics: str = "exact") -> ReferenceKernel:
+    return ReferenceKernel(prog, semiring, wrt, granularity, allow_nonfinite, semantics)

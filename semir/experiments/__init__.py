@@ -12,7 +12,8 @@ import importlib
 EXPERIMENTS = {"fig1": "fig1", "sec51": "sec51", "mlp-hidden": "mlp_hidden"}
 
 
-def run(name: str, out, full: bool = False, seed: int = 0, progress: bool = True) -> dict:
+def run(name: str, out, full: bool = False, seed: int = 0, progress: bool = True, **options) -> dict:
+    """Run one experiment; ``options`` go to it (``semantics="brunoflow"`` for sec51)."""
     from pathlib import Path
 
     from ..errors import unknown
@@ -20,4 +21,4 @@ def run(name: str, out, full: bool = False, seed: int = 0, progress: bool = True
     if name not in EXPERIMENTS:
         raise unknown("experiment", name, EXPERIMENTS)
     mod = importlib.import_module(f"{__name__}.{EXPERIMENTS[name]}")
-    return mod.run(Path(out), full=full, seed=seed, progress=progress)
+    return mod.run(Path(out), full=full, seed=seed, progress=progress, **options)

@@ -77,6 +77,10 @@ class Semiring:
     # Optional (slot A, slot B) contraction backward as BLAS calls, for semirings whose ⊕/⊗ embed into
     # ordinary arithmetic; signature (U, V, other, a_off, b_off, y_off, M, K, N), U/V tuples of fields.
     gemm: tuple[Callable, Callable] | None = None
+    # brunoflow-compatible semantics (the paper's engine): inside a matmul, a broadcast or an embedding
+    # lookup, these (value field, pointer field) pairs are combined by an ordinary sum over the valid terms
+    # instead of ⊕; the pointer keeps the ⊕-best term. Empty for ring semirings, whose ⊕ already is that sum.
+    lumped: tuple[tuple[str, str], ...] = ()
 
     @property
     def selective(self) -> bool:

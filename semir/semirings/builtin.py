@@ -387,6 +387,7 @@ max_product = Semiring(
     kind="selective",
     paths="signed",
     components=("hi", "lo"),
+    lumped=(("hi", "hi_edge"), ("lo", "lo_edge")),
     description="the largest signed path product (hi) and the smallest (lo), with pointers",
     numba="""
 def acc(U_hi, U_lo, U_hi_edge, U_lo_edge, j, V_hi, V_lo, V_hi_edge, V_lo_edge, i, w, e):
@@ -456,6 +457,7 @@ max_abs = Semiring(
     kind="selective",
     paths="single",
     components=("v",),
+    lumped=(("v", "edge"),),
     description="the signed product of the path of largest magnitude",
     numba="""
 def acc(U_v, U_edge, j, V_v, V_edge, i, w, e):
