@@ -17,32 +17,16 @@ Numba backend (sizes, index maps, pointer bases), shared so pointers mean the sa
 
 from __future__ import annotations
 
-from semir.backends.numba.codegen import Analysis, _Fn, analyse, edge_expr, group_backward, group_forward
+from semir.backends.numba.codegen import ARG_EXPR as CPU_ARGS
+from semir.backends.numba.codegen import Analysis, _Fn, analyse, arg_expr, edge_expr, group_backward, group_forward
 
 from semir.ir.node import Program
 from semir.ir.ops import ELEMENTWISE, Op
 
-
-def _arg_expr(kind: str, key) -> str:
-    if kind == "size":
-        return f"plan.group_size[{key}]"
-    if kind in ("val", "out"):
-        return f"G.V[{key}]"
-    if kind == "map":
-        return f"G.bmap[{key}]"
-    if kind == "D":
-        k, f = key
-        return f"G.D[{k}][{f!r}]"
-    if kind == "base":
-        k, s = key
-        return f"plan.base[{k}][{s}]"
-    if kind == "usize":
-        return f"plan.size[{key}]"
-    if kind == "csr_ptr":
-        return f"G.bcsr[{key}][0]"
-    if kind == "csr_idx":
-        return f"G.bcsr[{key}][1]"
-    raise KeyError(kind)
+# The CPU spelling of kernel arguments, with values, states and broadcast maps held by the device plan G.
+ARGS = {**CPU_ARGS, "val": "G.V[{key}]", "out": "G.V[{key}]", "map": "G.bmap[{key}]",
+            "D": "G.D[{key[0]}][{key[1]!r}]", "usize": "plan.size[{key}]", "csr_ptr": "G.bcsr[{key}][0]",
+            "csr_idx": "G.bcsr[{key}][1]"}
 
 
 def broadcast_backward(a: Analysis, k: int, slot: int, fields: list[str]) -> tuple[str, list]:
@@ -160,7 +144,7 @@ def generate(prog: Program, wrt: tuple[str, ...], semiring, sr_module: str) -> t
         return kernels[text]
 
     def launch(name: str, args: list, grid: str) -> str:
-        return f"{name}[{grid}, TPB]({', '.join(_arg_expr(*x) for x in args)})"
+        return f"{name}[{grid}, TPB]({', '.join(arg_expr(*x, ARGS) for x in args)})"
 
     fwd, bwd = [], []
     for k, n in enumerate(prog.nodes):

@@ -282,22 +282,13 @@ def _finish(fn: _Fn, lines: list[str], target: str) -> tuple[str, list]:
 
 # -- the module ---------------------------------------------------------------
 
-def _arg_expr(kind: str, key) -> str:
-    if kind == "size":
-        return f"plan.group_size[{key}]"
-    if kind == "val":
-        return f"V[{key}]"
-    if kind == "out":
-        return f"V[{key}]"
-    if kind == "map":
-        return f"plan.bmap[{key}]"
-    if kind == "D":
-        k, f = key
-        return f"D[{k}][{f!r}]"
-    if kind == "base":
-        k, s = key
-        return f"plan.base[{k}][{s}]"
-    raise KeyError(kind)
+# How a kernel argument of each kind is spelled in the generated orchestration code (``key`` from _Fn.arg).
+ARG_EXPR = {"size": "plan.group_size[{key}]", "val": "V[{key}]", "out": "V[{key}]", "map": "plan.bmap[{key}]",
+            "D": "D[{key[0]}][{key[1]!r}]", "base": "plan.base[{key[0]}][{key[1]}]"}
+
+
+def arg_expr(kind: str, key, table: dict[str, str] = ARG_EXPR) -> str:
+    return table[kind].format(key=key)
 
 
 def generate(prog: Program, wrt: tuple[str, ...], semiring, sr_module: str) -> tuple[str, str, Analysis]:
@@ -327,7 +318,7 @@ def generate(prog: Program, wrt: tuple[str, ...], semiring, sr_module: str) -> t
             name = kernel(text, "fused_fwd")
             for m in members:
                 fwd_lines.append(f"    V[{m}] = np.empty(plan.size[{m}], plan.dtype[{m}])  # {prog.nodes[m].name}")
-            fwd_lines.append(f"    {name}({', '.join(_arg_expr(*x) for x in args)})")
+            fwd_lines.append(f"    {name}({', '.join(arg_expr(*x) for x in args)})")
             continue
         fwd_lines.append(f"    V[{k}] = plan.evaluate({k}, V)  # {n.name} = {n.op.value}")
 
@@ -340,7 +331,7 @@ def generate(prog: Program, wrt: tuple[str, ...], semiring, sr_module: str) -> t
             text, args = res
             name = kernel(text, "fused_bwd")
             names = ", ".join(prog.nodes[m].name for m in a.groups[k])
-            bwd_lines.append(f"    {name}({', '.join(_arg_expr(*x) for x in args)})  # {names}")
+            bwd_lines.append(f"    {name}({', '.join(arg_expr(*x) for x in args)})  # {names}")
             continue
         n = prog.nodes[k]
         if n.name not in a.needed:
