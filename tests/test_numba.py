@@ -170,3 +170,55 @@ def test_generated_source_and_keys_identical_across_processes(tmp_path):
         assert p.returncode == 0, p.stderr[-2000:]
         outs.append(p.stdout)
     assert outs[0] == outs[1] and "def backward(V, D, plan):" in outs[0]
+
+
+DENSE_ROWS = textwrap.dedent("""
+    def main(x: f64[3, 5, 4], m: f64[3, 5, 4], g: f64[4], t: f64[4], b: f64[4], u: f64[3, 5, 4]) -> f64 {
+        s = softmax(x, axis=1) * m
+        l = log_softmax(x, axis=-1)
+        h = layernorm(x, g, b, eps=1e-5) + layernorm(x * m, t, b, eps=1e-5)
+        return sum(tanh(s + l * 0.25 + h) * u)
+    }""")
+
+
+@pytest.mark.parametrize("semiring", ["entropy", "max_product", "max_abs", "log"])
+def test_dense_row_kernels_equal_reference_on_degenerate_rows(semiring):
+    # The closed-form and register-local row kernels (softmax along a middle axis, log_softmax, layernorm)
+    # against the per-edge reference, on rows that hit their special cases: probabilities that are exactly 0
+    # (logits of -800), consumers with no path (m = 0), a zero γ, and a layernorm of ~1e-300 weights whose
+    # shifted sums underflow into the exact fallback.
+    prog = semir.parse(DENSE_ROWS)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3, 5, 4))
+    x[0, 2, :] = -800.0
+    x[1, :, 3] = -800.0
+    m = np.ones((3, 5, 4))
+    m[2, 1, :] = 0.0
+    m[0, :, 1] = 0.0
+    g = np.array([1.3, 0.0, -0.7, 1e-300])
+    t = np.array([1e-300, -2e-300, 3e-301, 1e-300])
+    ins = {"x": x, "m": m, "g": g, "t": t, "b": rng.normal(size=4), "u": rng.normal(size=(3, 5, 4))}
+    ref = semir.compile(prog, semiring, backend="reference")(**ins)
+    got = semir.compile(prog, semiring, backend="numba")(**ins)
+    compare(got, ref, semiring, rtol=1e-9, atol=1e-12)
+    compare_paths(got, ref, semiring, {})
+
+
+@pytest.mark.parametrize("semiring", ["max_product", "max_abs"])
+@pytest.mark.parametrize("row", ["layernorm(x, g, b, eps=1e-5)", "softmax(x, axis=-1)"])
+def test_dense_row_ties_break_toward_the_lowest_edge(semiring, row):
+    # Repeated inputs give bit-equal candidates from several consumers of one layernorm or softmax row; every
+    # backend must pick the same (lowest) edge, so every element's best path is the reference's.
+    prog = semir.parse(textwrap.dedent(f"""
+        def main(x: f64[2, 6], g: f64[6], b: f64[6]) -> f64 {{
+            return sum({row} * g)
+        }}"""))
+    ins = {"x": np.array([[1.0, 1.0, 2.0, 2.0, 3.0, 1.0], [0.5, -1.0, 0.5, -1.0, 0.5, 2.0]]),
+           "g": np.ones(6), "b": np.zeros(6)}
+    ref = semir.compile(prog, semiring, backend="reference")(**ins)
+    got = semir.compile(prog, semiring, backend="numba")(**ins)
+    compare(got, ref, semiring, rtol=1e-12, atol=1e-14)
+    for idx in np.ndindex(2, 6):
+        for comp in (["hi", "lo"] if semiring == "max_product" else [None]):
+            assert ([(s.node, s.index) for s in got.path("x", idx, comp)]
+                    == [(s.node, s.index) for s in ref.path("x", idx, comp)])

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from semir.ir.node import Node, Program
 from semir.ir.ops import ELEMENTWISE, Op
 
+from .templates import JIT
+
 # -- emit tables: elementwise forward expressions and local edges -----------
 
 FWD: dict[Op, str] = {
@@ -205,7 +207,7 @@ def _index_of(a: Analysis, fn: _Fn, name: str, members: set[int], root: Node, gi
 # How a generated elementwise kernel visits its elements and how it is declared, per target: the CPU loops,
 # a CUDA kernel runs one thread per element. The bodies (FWD/EDGES expressions) are the same scalar Python.
 LOOP = {"cpu": "    for i in range({n}):", "cuda": "    i = cuda.grid(1)\n    if i < {n}:"}
-DECORATOR = {"cpu": "@njit(cache=True)", "cuda": "@cuda.jit"}
+DECORATOR = {"cpu": JIT, "cuda": "@cuda.jit"}
 
 
 def group_forward(a: Analysis, gid: int, target: str = "cpu") -> tuple[str, list]:

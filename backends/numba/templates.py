@@ -18,13 +18,21 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from semir.backends.numba.prelude import log_positive  # noqa: F401  (semiring kernels may use it)
+
 EDGE_NONE = np.iinfo(np.int64).max
 
 '''
 
+# Kernels that allocate nothing are compiled without Numba's runtime: with it, every inlined ``acc`` call
+# increfs and decrefs each array argument (two atomics per array per edge; a map kernel ran 8x slower).
+# NumPy's error model (x/0 gives inf, as in the reference) keeps loops with a division vectorisable: Python's
+# raises ZeroDivisionError, and that check blocks the vectoriser.
+JIT = '@njit(cache=True, _nrt=False, error_model="numpy")'
+
 KERNELS = '''
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False, error_model="numpy")
 def bwd_map({U}, {V}, w, inmap, base):
     """out element o reads operand element inmap[o] (-1: no edge) with weight w[o]."""
     for o in range(inmap.shape[0]):
@@ -33,7 +41,7 @@ def bwd_map({U}, {V}, w, inmap, base):
             acc({U}, j, {V}, o, w[o], base + o)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False, error_model="numpy")
 def bwd_map1({U}, {V}, inmap, base):
     """As bwd_map with every weight 1 (movement ops, routing)."""
     for o in range(inmap.shape[0]):
@@ -42,7 +50,7 @@ def bwd_map1({U}, {V}, inmap, base):
             acc({U}, j, {V}, o, 1.0, base + o)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False, error_model="numpy")
 def bwd_reduce({U}, {V}, outmap, scale, base):
     """operand element j is reduced into output element outmap[j] with weight `scale`."""
     for j in range(outmap.shape[0]):
@@ -50,7 +58,7 @@ def bwd_reduce({U}, {V}, outmap, scale, base):
         acc({U}, j, {V}, o, scale, base + o)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, _nrt=False, error_model="numpy")
 def bwd_softmax({U}, {V}, s, outer, n, inner, log, base):
     """Dense per-row Jacobian of (log_)softmax along an axis of length n; one row's weights at a time."""
     for t in prange(outer * inner):
@@ -70,7 +78,7 @@ def bwd_softmax({U}, {V}, s, outer, n, inner, log, base):
                 acc({U}, j, {V}, i, w, base + i)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, _nrt=False, error_model="numpy")
 def bwd_layernorm({U}, {V}, xhat, inv, gamma, rows, n, base):
     """Dense per-row Jacobian of layernorm over the last axis: γ_i/σ (δ_ij - 1/n - x̂_i x̂_j / n)."""
     for r in prange(rows):
@@ -86,7 +94,7 @@ def bwd_layernorm({U}, {V}, xhat, inv, gamma, rows, n, base):
 
 MATMUL = '''
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, _nrt=False, error_model="numpy")
 def matmul_bwd_a({U}, {V}, B, a_off, b_off, y_off, M, K, N, base, shared):
     """D_A[b, m, k] ⊕= D_Y[b, m, n] · B[b, k, n] over n (and over b when A is shared by batches)."""
     nb = a_off.shape[0]
@@ -109,7 +117,7 @@ def matmul_bwd_a({U}, {V}, B, a_off, b_off, y_off, M, K, N, base, shared):
                     acc({U}, j, {V}, i, B[b_off[b] + k * N + n], base + i)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, _nrt=False, error_model="numpy")
 def matmul_bwd_b({U}, {V}, A, a_off, b_off, y_off, M, K, N, base, shared):
     """D_B[b, k, n] ⊕= D_Y[b, m, n] · A[b, m, k] over m (and over b when B is shared by batches)."""
     nb = b_off.shape[0]
@@ -135,7 +143,7 @@ def matmul_bwd_b({U}, {V}, A, a_off, b_off, y_off, M, K, N, base, shared):
 
 ROWS_LOCAL = '''
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, _nrt=False, error_model="numpy")
 def bwd_softmax({U}, {V}, s, outer, n, inner, log, base):
     """Dense per-row Jacobian of (log_)softmax; each operand element reduced in registers."""
     for t in prange(outer * inner):
@@ -158,7 +166,7 @@ def bwd_softmax({U}, {V}, s, outer, n, inner, log, base):
 %%MERGE 12
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, _nrt=False, error_model="numpy")
 def bwd_layernorm({U}, {V}, xhat, inv, gamma, rows, n, base):
     """Dense per-row Jacobian of layernorm; each operand element reduced in registers."""
     for r in prange(rows):
@@ -190,6 +198,11 @@ def _local(template: str, snippets: tuple[str, str, str]) -> str:
     return "\n".join(out)
 
 
+def _start(text: str, name: str) -> int:
+    """Where the decorated definition of kernel ``name`` begins in ``text``."""
+    return text.rindex("\n\n@njit", 0, text.index(f"\ndef {name}("))
+
+
 def instantiate(semiring) -> str:
     """The kernel module source for one semiring."""
     if semiring.numba is None:
@@ -197,18 +210,17 @@ def instantiate(semiring) -> str:
     fields = [f.name for f in semiring.fields]
     U = ", ".join(f"U_{f}" for f in fields)
     V = ", ".join(f"V_{f}" for f in fields)
-    acc = "\n\n@njit(cache=True)\n" + semiring.numba.strip() + "\n"
+    acc = "\n\n" + JIT + "\n" + semiring.numba.strip() + "\n"
     matmul = MATMUL.format(U=U, V=V)
     if semiring.numba_matmul:  # the semiring's own slot-A contraction replaces the generic one
-        generic_b = matmul[matmul.index("@njit(cache=True, parallel=True)\ndef matmul_bwd_b"):]
-        matmul = "\n\n" + semiring.numba_matmul.strip() + "\n\n\n" + generic_b
+        matmul = "\n\n" + semiring.numba_matmul.strip() + "\n" + matmul[_start(matmul, "matmul_bwd_b"):]
     kernels = KERNELS.format(U=U, V=V)
     if semiring.numba_reduce:  # register-local dense row kernels replace the per-edge ones
-        kernels = kernels[:kernels.index("\n\n@njit(cache=True, parallel=True)\ndef bwd_softmax")]
+        kernels = kernels[:_start(kernels, "bwd_softmax")]
         kernels += _local(ROWS_LOCAL.replace("{U}", U).replace("{V}", V), semiring.numba_reduce)
     for name, override in (("bwd_layernorm", semiring.numba_layernorm), ("bwd_softmax", semiring.numba_softmax)):
         if override:  # the semiring's own kernel replaces the generic one of the same name
-            start = kernels.index(f"\n\n@njit(cache=True, parallel=True)\ndef {name}")
+            start = _start(kernels, name)
             end = kernels.find("\n\n@njit", start + 10)
             kernels = kernels[:start] + (kernels[end:] if end >= 0 else "")
             kernels += "\n\n" + override.replace("{U}", U).replace("{V}", V).strip() + "\n"

@@ -191,60 +191,153 @@ def _boolean_contract(Y, W, slot):
     return {"b": b}, np.zeros(b.shape, bool)
 
 
-# Layernorm rows of the entropy semiring in the same shifted linear form as the GEMMs: per row, shift by
-# the largest log Z, then per operand element three weighted sums over the row and one ⊕ into the state.
-# A sum that underflows while paths exist falls back to the exact per-edge ⊕.
+# Dense rows of the entropy semiring (layernorm, softmax) in the same shifted linear form as the GEMMs: per
+# row, shift by the largest log Z; per operand element j, three weighted sums over the row's consumers i,
+#   A_j = Σ_i |w_ij| z_i,   B_j = Σ_i |w_ij| log|w_ij| z_i,   C_j = Σ_i |w_ij| t_i   (z_i = Z_i/Z_max,
+# t_i = z_i (H_i - log z_i)), and one ⊕ of (log Z_max + log A_j, (C_j - B_j)/A_j + log A_j) into the state.
+# A sum that underflows while paths exist (A_j ≤ 1e-280) falls back to the exact per-edge ⊕.
+_ENTROPY_ROWS = """
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _ent_shift(V_logz, V_h, idx, zs, t):
+    # z_i and t_i of the row's consumers idx[:], shifted by the row's largest log Z; returns that shift
+    c = -np.inf
+    for ii in range(idx.shape[0]):
+        c = max(c, V_logz[idx[ii]])
+    for ii in range(idx.shape[0]):
+        lz = V_logz[idx[ii]]
+        if c == -np.inf or lz == -np.inf:
+            zs[ii] = 0.0
+            t[ii] = 0.0
+        else:
+            zs[ii] = math.exp(lz - c)
+            t[ii] = zs[ii] * (V_h[idx[ii]] - (lz - c))
+    return c
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _ent_merge(U_logz, U_h, j, c, A, B, C, tmp):
+    # ⊕ of the row's candidate (log Z, H) for operand element j; tmp: two scratch doubles
+    tmp[0] = c + math.log(A)
+    tmp[1] = (C - B) / A + math.log(A)
+    acc(U_logz, U_h, j, tmp[0:1], tmp[1:2], 0, 1.0, 0)
+"""
+
+# Layernorm: w_ij = g_i m_ij with g_i = γ_i/σ and m_ij = δ_ij - 1/n - x̂_i x̂_j/n, so |w| log|w| =
+# |g_i| |m_ij| (log|g_i| + log|m_ij|): one log per (i, j) left, computed a consumer row at a time by the
+# vectorised log_positive instead of libm (the rows are dense: n² logs for n per row).
 _ENTROPY_LAYERNORM = """
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S, idx):
+    start = r * n
+    zs, t, a, b, q, lq, A, B, C, tmp = S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7], S[8], S[9]
+    for ii in range(n):
+        idx[ii] = start + ii
+    c = _ent_shift(V_logz, V_h, idx, zs, t)
+    if c == -np.inf:
+        return
+    for ii in range(n):
+        g = abs(gamma[ii] * inv[r])
+        a[ii] = g * zs[ii]
+        b[ii] = a[ii] * math.log(g) if a[ii] > 0.0 else 0.0
+        t[ii] = g * t[ii]
+        A[ii] = 0.0
+        B[ii] = 0.0
+        C[ii] = 0.0
+    for ii in range(n):
+        if a[ii] == 0.0:
+            continue
+        xi = xhat[start + ii] / n
+        for jj in range(n):
+            q[jj] = abs(1.0 / n + xi * xhat[start + jj])
+        q[ii] = abs(1.0 - 1.0 / n - xi * xhat[start + ii])
+        log_positive(q, lq, n)
+        ai = a[ii]
+        bi = b[ii]
+        ti = t[ii]
+        for jj in range(n):
+            A[jj] += ai * q[jj]
+            B[jj] += q[jj] * (bi + ai * lq[jj])
+            C[jj] += ti * q[jj]
+    for jj in range(n):
+        j = start + jj
+        if A[jj] > 1e-280:
+            _ent_merge(U_logz, U_h, j, c, A[jj], B[jj], C[jj], tmp)
+        else:
+            xj = xhat[j] / n
+            for ii in range(n):
+                i = start + ii
+                d = 1.0 if ii == jj else 0.0
+                acc(U_logz, U_h, j, V_logz, V_h, i, gamma[ii] * inv[r] * (d - 1.0 / n - xhat[i] * xj), base + i)
+
+
 @njit(cache=True, parallel=True)
 def bwd_layernorm({U}, {V}, xhat, inv, gamma, rows, n, base):
+    S = np.empty((rows, 10, max(n, 2)))
+    idx = np.empty((rows, n), np.int64)
     for r in prange(rows):
-        start = r * n
-        c = -np.inf
-        for ii in range(n):
-            c = max(c, V_logz[start + ii])
-        if c == -np.inf:
-            continue
-        zs = np.empty(n)
-        t = np.empty(n)
-        for ii in range(n):
-            lz = V_logz[start + ii]
-            if lz == -np.inf:
-                zs[ii] = 0.0
-                t[ii] = 0.0
-            else:
-                zs[ii] = math.exp(lz - c)
-                t[ii] = zs[ii] * (V_h[start + ii] - (lz - c))
-        one = np.empty(1)
-        two = np.empty(1)
-        for jj in range(n):
-            j = start + jj
-            xj = xhat[j] / n
-            A = 0.0
-            B = 0.0
-            C = 0.0
-            exists = False
+        _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S[r], idx[r])
+"""
+
+# (Log-)softmax: off the diagonal |w_ij| = σ_i ρ_j (softmax: σ = ρ = s; log-softmax: σ = 1, ρ = p = e^s), so
+# the sums over i ≠ j factor through three row sums taken as prefix + suffix (no cancelling subtraction of
+# the diagonal term): O(n) per row instead of n² per-edge ⊕s.
+_ENTROPY_SOFTMAX = """
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _ent_sm_row(U_logz, U_h, V_logz, V_h, s, n, inner, log, base, row, S, idx):
+    start = (row // inner) * n * inner + row % inner
+    zs, t, sig, rho, p1, p2, p3, tmp = S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7]
+    for ii in range(n):
+        idx[ii] = start + ii * inner
+    c = _ent_shift(V_logz, V_h, idx, zs, t)
+    if c == -np.inf:
+        return
+    for ii in range(n):
+        sig[ii] = 1.0 if log else s[idx[ii]]
+        rho[ii] = math.exp(s[idx[ii]]) if log else s[idx[ii]]
+    z1 = 0.0
+    z2 = 0.0
+    z3 = 0.0
+    for ii in range(n):  # exclusive prefix sums of z σ, z σ log σ and t σ
+        p1[ii] = z1
+        p2[ii] = z2
+        p3[ii] = z3
+        if sig[ii] > 0.0:
+            z1 += zs[ii] * sig[ii]
+            z2 += zs[ii] * sig[ii] * math.log(sig[ii])
+            z3 += t[ii] * sig[ii]
+    z1 = 0.0
+    z2 = 0.0
+    z3 = 0.0
+    for jj in range(n - 1, -1, -1):  # suffix sums, and each operand element's candidate
+        j = idx[jj]
+        d = abs(1.0 - rho[jj]) if log else abs(s[j] * (1.0 - rho[jj]))
+        A = zs[jj] * d
+        B = zs[jj] * d * math.log(d) if d > 0.0 else 0.0
+        C = t[jj] * d
+        if rho[jj] > 0.0:
+            A += rho[jj] * (p1[jj] + z1)
+            B += rho[jj] * ((p2[jj] + z2) + math.log(rho[jj]) * (p1[jj] + z1))
+            C += rho[jj] * (p3[jj] + z3)
+        if sig[jj] > 0.0:
+            z1 += zs[jj] * sig[jj]
+            z2 += zs[jj] * sig[jj] * math.log(sig[jj])
+            z3 += t[jj] * sig[jj]
+        if A > 1e-280:
+            _ent_merge(U_logz, U_h, j, c, A, B, C, tmp)
+        else:
+            sj = math.exp(s[j]) if log else s[j]
             for ii in range(n):
-                if zs[ii] == 0.0 and V_logz[start + ii] == -np.inf:
-                    continue
-                d = 1.0 if ii == jj else 0.0
-                w = abs(gamma[ii] * inv[r] * (d - 1.0 / n - xhat[start + ii] * xj))
-                if w == 0.0:
-                    continue
-                exists = True
-                A += w * zs[ii]
-                B += w * math.log(w) * zs[ii]
-                C += w * t[ii]
-            if not exists:
-                continue
-            if A > 1e-280:
-                one[0] = c + math.log(A)
-                two[0] = (C - B) / A + math.log(A)
-                acc(U_logz, U_h, j, one, two, 0, 1.0, 0)
-            else:
-                for ii in range(n):
-                    i = start + ii
-                    d = 1.0 if ii == jj else 0.0
-                    acc({U}, j, {V}, i, gamma[ii] * inv[r] * (d - 1.0 / n - xhat[i] * xj), base + i)
+                i = idx[ii]
+                dd = 1.0 if ii == jj else 0.0
+                acc(U_logz, U_h, j, V_logz, V_h, i, (dd - sj) if log else s[i] * (dd - sj), base + i)
+
+
+@njit(cache=True, parallel=True)
+def bwd_softmax({U}, {V}, s, outer, n, inner, log, base):
+    S = np.empty((outer * inner, 8, max(n, 2)))
+    idx = np.empty((outer * inner, n), np.int64)
+    for row in prange(outer * inner):
+        _ent_sm_row(U_logz, U_h, V_logz, V_h, s, n, inner, log, base, row, S[row], idx[row])
 """
 
 
@@ -374,6 +467,64 @@ def matmul_bwd_a(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_e
 """
 
 
+# Layernorm rows for max-times with pointers, consumer-outer: the inner loop runs over the row's operand
+# elements, each with its own best-so-far slot, so it vectorises (an argmax reduction over consumers does
+# not). Visiting consumers in ascending order with strict comparisons keeps the lowest edge among ties.
+_MP_LAYERNORM = """
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _mp_ln_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, xhat, inv, gamma, n, base, r, bh, bl, eh, el):
+    start = r * n
+    for jj in range(n):
+        bh[jj] = -np.inf
+        bl[jj] = np.inf
+        eh[jj] = -1
+        el[jj] = -1
+    for ii in range(n):
+        i = start + ii
+        vh = V_hi[i]
+        if vh == -np.inf:
+            continue
+        vl = V_lo[i]
+        gi = gamma[ii] * inv[r]
+        xi = xhat[i]
+        for jj in range(n):
+            d = 1.0 if ii == jj else 0.0
+            w = gi * (d - 1.0 / n - xi * (xhat[start + jj] / n))
+            p = w * vh
+            q = w * vl
+            ch = max(p, q)
+            cl = min(p, q)
+            better = (ch > bh[jj]) | (eh[jj] < 0)
+            bh[jj] = ch if better else bh[jj]
+            eh[jj] = ii if better else eh[jj]
+            worse = (cl < bl[jj]) | (el[jj] < 0)
+            bl[jj] = cl if worse else bl[jj]
+            el[jj] = ii if worse else el[jj]
+    for jj in range(n):
+        if eh[jj] < 0:
+            continue
+        j = start + jj
+        e = base + start + eh[jj]
+        if bh[jj] > U_hi[j] or (bh[jj] == U_hi[j] and e < U_hi_edge[j]):
+            U_hi[j] = bh[jj]
+            U_hi_edge[j] = e
+        e = base + start + el[jj]
+        if bl[jj] < U_lo[j] or (bl[jj] == U_lo[j] and e < U_lo_edge[j]):
+            U_lo[j] = bl[jj]
+            U_lo_edge[j] = e
+
+
+@njit(cache=True, parallel=True)
+def bwd_layernorm(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_edge, xhat, inv, gamma, rows, n,
+                  base):
+    best = np.empty((rows, 2, n))
+    which = np.empty((rows, 2, n), np.int64)
+    for r in prange(rows):
+        _mp_ln_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, xhat, inv, gamma, n, base, r, best[r, 0],
+                   best[r, 1], which[r, 0], which[r, 1])
+"""
+
+
 max_product = Semiring(
     name="max_product",
     fields=(Field("hi", -np.inf, 1.0), Field("lo", np.inf, 1.0),
@@ -409,6 +560,7 @@ def acc(U_hi, U_lo, U_hi_edge, U_lo_edge, j, V_hi, V_lo, V_hi_edge, V_lo_edge, i
         U_lo_edge[j] = e
 """,
     numba_matmul=_MP_MATMUL,
+    numba_layernorm=_MP_LAYERNORM,
     numba_reduce=("bh = -np.inf\nbl = np.inf\neh = -1\nel = -1", """
 vh = V_hi[{i}]
 if vh != -np.inf:
@@ -576,7 +728,8 @@ entropy = Semiring(
     finalize=lambda s: s["h"],
     kind="ring",
     gemm=_gemms("entropy", _entropy_contract),
-    numba_layernorm=_ENTROPY_LAYERNORM,
+    numba_layernorm=_ENTROPY_ROWS + _ENTROPY_LAYERNORM,
+    numba_softmax=_ENTROPY_SOFTMAX,  # its helpers come with the layernorm kernel
     description="entropy (nats) of the distribution over paths with p ∝ |product of edge weights|",
     numba="""
 def acc(U_logz, U_h, j, V_logz, V_h, i, w, e):
