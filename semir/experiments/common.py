@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import SemirError
 
 
@@ -21,9 +23,11 @@ def pyplot():
     return plt
 
 
-def write(out: Path, name: str, summary: dict, rows: list[dict] | None = None) -> None:
+def write(out: Path, name: str, summary: dict | None, rows: list[dict] | None = None) -> None:
+    """``name.json`` (the summary, unless None) and ``name.csv`` (the rows, if any) under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    if summary is not None:
+        (out / f"{name}.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     if rows:
         keys = list(dict.fromkeys(k for r in rows for k in r))
         with open(out / f"{name}.csv", "w", newline="") as f:
@@ -39,3 +43,20 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.t
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation (ties get their average rank)."""
+    def ranks(a):
+        a = np.asarray(a, dtype=float)
+        order = np.argsort(a, kind="stable")
+        r = np.empty(len(a))
+        r[order] = np.arange(len(a))
+        for v in np.unique(a):  # average rank over ties
+            r[a == v] = r[a == v].mean()
+        return r
+
+    rx, ry = ranks(x), ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])

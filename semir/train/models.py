@@ -142,3 +142,21 @@ class MLP:
         h = B.tanh(x @ W["w1"] + W["b1"])
         b.bind(h, "hidden")
         return h @ W["w2"] + W["b2"]
+
+
+class LinearProbe:
+    """``x W + b``: a linear classifier of ``features``-dimensional representations (a probe); input ``x``."""
+
+    def __init__(self, features: int, classes: int = 2, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.params = {"w": _glorot(rng, (features, classes)), "b": np.zeros(classes, np.float32)}
+        self.features = features
+        self._program = None
+
+    def logits_program(self) -> Program:
+        if self._program is None:
+            b = Builder()
+            x = b.param("x", TensorType(F32, (SymDim.make({"B": 1}, 0), self.features)))
+            W = {k: b.param(k, TensorType(F32, tuple(v.shape))) for k, v in self.params.items()}
+            self._program = b.finish(x @ W["w"] + W["b"], "probe")
+        return self._program
