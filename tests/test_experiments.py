@@ -89,6 +89,8 @@ def test_sva_on_minilm(tmp_path):
     assert all(r["top_skip"] >= 0.8 for r in subj[1:-1])
     assert subj[-1]["top_skip"] <= 0.2
     assert all(max(("skip", "query", "key", "value"), key=lambda b: r[f"top_{b}"]) == "skip" for r in every[1:-1])
+    # Reproduced: in the last layer the subject's top path is stronger than the attractors'.
+    assert subj[-1]["mean_top_value"] > s["branches"]["attractors"][-1]["mean_top_value"]
     # Reproduced: at a fixed length the number of attractors changes the entropy very little (< 1%).
     by = s["entropy"]["by_attractors"]
     h = [by[k]["entropy_mean"] for k in by]

@@ -74,7 +74,7 @@ def test_generated_source_is_deterministic_and_cached():
     assert k1.module_name == k2.module_name and not k2.generated
     assert k1.emit("python") == k2.emit("python")
     src = k1.emit("python")
-    assert "@njit(cache=True)" in src and "def backward(V, D, plan):" in src and "SR.matmul_bwd_a" in src
+    assert "@njit(cache=True, " in src and "def backward(V, D, plan):" in src and "SR.matmul_bwd_a" in src
 
 
 def test_corrupted_cache_entry_is_rebuilt():

@@ -419,18 +419,7 @@ def _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, Bt, bt0, a_off, y_off,
             worse = cl < bl[k]
             bl[k] = cl if worse else bl[k]
             el[k] = n if worse else el[k]
-    for k in range(K):
-        if eh[k] < 0:
-            continue
-        j = a_off[b] + m * K + k
-        e = base + yo + eh[k]
-        if bh[k] > U_hi[j] or (bh[k] == U_hi[j] and e < U_hi_edge[j]):
-            U_hi[j] = bh[k]
-            U_hi_edge[j] = e
-        e = base + yo + el[k]
-        if bl[k] < U_lo[j] or (bl[k] == U_lo[j] and e < U_lo_edge[j]):
-            U_lo[j] = bl[k]
-            U_lo_edge[j] = e
+    _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, K, a_off[b] + m * K, base + yo)
 
 
 @njit(cache=True, parallel=True)
@@ -472,6 +461,24 @@ def matmul_bwd_a(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_e
 # not). Visiting consumers in ascending order with strict comparisons keeps the lowest edge among ties.
 _MP_LAYERNORM = """
 @njit(cache=True, _nrt=False, error_model="numpy")
+def _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, count, j0, e0):
+    # ⊕ of per-slot bests (value, index of the winning edge within the row) into operand elements
+    # j0 + k, pointers e0 + index; also used by the max-times matmul
+    for k in range(count):
+        if eh[k] < 0:
+            continue
+        j = j0 + k
+        e = e0 + eh[k]
+        if bh[k] > U_hi[j] or (bh[k] == U_hi[j] and e < U_hi_edge[j]):
+            U_hi[j] = bh[k]
+            U_hi_edge[j] = e
+        e = e0 + el[k]
+        if bl[k] < U_lo[j] or (bl[k] == U_lo[j] and e < U_lo_edge[j]):
+            U_lo[j] = bl[k]
+            U_lo_edge[j] = e
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _mp_ln_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, xhat, inv, gamma, n, base, r, bh, bl, eh, el):
     start = r * n
     for jj in range(n):
@@ -500,18 +507,7 @@ def _mp_ln_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, xhat, inv, gamma, n
             worse = (cl < bl[jj]) | (el[jj] < 0)
             bl[jj] = cl if worse else bl[jj]
             el[jj] = ii if worse else el[jj]
-    for jj in range(n):
-        if eh[jj] < 0:
-            continue
-        j = start + jj
-        e = base + start + eh[jj]
-        if bh[jj] > U_hi[j] or (bh[jj] == U_hi[j] and e < U_hi_edge[j]):
-            U_hi[j] = bh[jj]
-            U_hi_edge[j] = e
-        e = base + start + el[jj]
-        if bl[jj] < U_lo[j] or (bl[jj] == U_lo[j] and e < U_lo_edge[j]):
-            U_lo[j] = bl[jj]
-            U_lo_edge[j] = e
+    _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, n, start, base + start)
 
 
 @njit(cache=True, parallel=True)
