@@ -239,7 +239,9 @@ class NumbaKernel:
         for mod in (self.fwd, self.module, self.sr):
             for name in sorted(vars(mod)):
                 fn = getattr(mod, name)
-                if hasattr(fn, "inspect_llvm") and fn.signatures:
+                # only the module's own kernels: helpers it imports (prelude) are not part of this program
+                if (hasattr(fn, "inspect_llvm") and fn.signatures
+                        and getattr(fn.py_func, "__module__", None) == mod.__name__):
                     for sig, text in fn.inspect_llvm().items():
                         out.append(f"; ---- {mod.__name__}.{name}{sig}\n{text}")
         return "\n".join(out)
