@@ -222,3 +222,16 @@ def test_dense_row_ties_break_toward_the_lowest_edge(semiring, row):
         for comp in (["hi", "lo"] if semiring == "max_product" else [None]):
             assert ([(s.node, s.index) for s in got.path("x", idx, comp)]
                     == [(s.node, s.index) for s in ref.path("x", idx, comp)])
+
+
+def test_vectorised_log_within_two_ulp():
+    from semir.backends.numba.prelude import log_positive
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.exp(rng.uniform(-700, 700, 20000)), 1 + rng.uniform(-1e-3, 1e-3, 2000),
+                        [1.0, np.nextafter(1.0, 2.0), np.nextafter(1.0, 0.0), np.sqrt(2.0), np.sqrt(0.5),
+                         2.2250738585072014e-308, 1.7976931348623157e308]])
+    out = np.empty_like(x)
+    log_positive(x, out, len(x))
+    ref = np.log(x)
+    assert np.all(np.abs(out - ref) <= 2 * np.spacing(np.abs(ref)) + (ref == 0) * 1e-300)
