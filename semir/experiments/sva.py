@@ -45,8 +45,6 @@ LENGTH = 24  # tokens with [CLS] and [SEP]; the longest template (4 relative cla
 MASK = LENGTH - 4  # ... [MASK] <ending> . [SEP]
 FULL = {"probe_sentences": 2000, "per_count": 100, "epochs": 40}
 REDUCED = {"probe_sentences": 800, "per_count": 6, "epochs": 40}
-# brunoflow semantics runs on the reference backend, about 3 minutes per MiniLM sentence
-BRUNOFLOW_PER_COUNT = {"full": 1, "reduced": 1}
 CATEGORIES = ("all tokens", "subject", "attractors")
 
 
@@ -87,16 +85,10 @@ def dataset(model, n: int, seed: int, per_count: bool = False) -> list[dict]:
     return out
 
 
-def run(out, full: bool = False, seed: int = 0, progress: bool = True, model_path: str = "minilm",
-        semantics: str = "exact") -> dict:
-    """``semantics="brunoflow"``: the max-product branch flow under the paper engine's semantics (on the
-    reference backend, so on one sentence per attractor count); entropy is a ring semiring, the same under
-    both, and stays on the compiled backend."""
+def run(out, full: bool = False, seed: int = 0, progress: bool = True, model_path: str = "minilm") -> dict:
     from ..models import load
 
-    cfg = dict(FULL if full else REDUCED)
-    if semantics == "brunoflow":
-        cfg["per_count"] = BRUNOFLOW_PER_COUNT["full" if full else "reduced"]
+    cfg = FULL if full else REDUCED
     with Timer() as t:
         m = load(model_path)
         prog = m.program(position=MASK)
@@ -121,7 +113,7 @@ def run(out, full: bool = False, seed: int = 0, progress: bool = True, model_pat
 
         # branch flow and entropy on fresh sentences, the same number per attractor count
         names = [f"layer{i}.attention.input" for i in range(m.layers)]
-        best = compile(prog, "max_product", wrt=names, semantics=semantics)
+        best = compile(prog, "max_product", wrt=names)
         ent = compile(prog, "entropy", wrt=["embeddings"])
         rows, sentences = [], []
         for ex, s in enumerate(dataset(m, cfg["per_count"], seed + 1, per_count=True)):
@@ -139,14 +131,12 @@ def run(out, full: bool = False, seed: int = 0, progress: bool = True, model_pat
                               "entropy_mean": float(np.mean(per_token)),
                               "entropy_subject": float(per_token[s["subject"][0]])})
 
-    summary = {"setting": "full" if full else "reduced", "config": cfg, "seed": seed, "semantics": semantics,
-               "length": LENGTH,
+    summary = {"setting": "full" if full else "reduced", "config": cfg, "seed": seed, "length": LENGTH,
                "probe_val_accuracy": res.final_val_accuracy, "seconds": t.seconds,
                "branches": _branch_table(rows, m.layers), "entropy": _entropy_table(sentences)}
-    tag = "sva" if semantics == "exact" else f"sva_{semantics}"
-    write(out, tag, summary, rows)
-    write(out, f"{tag}_sentences", None, sentences)
-    _plot(summary, m.layers, out / f"{tag}.png")
+    write(out, "sva", summary, rows)
+    write(out, "sva_sentences", None, sentences)
+    _plot(summary, m.layers, out)
     return summary
 
 
@@ -177,7 +167,7 @@ def _entropy_table(sentences: list[dict]) -> dict:
     return {"by_attractors": by, "spearman_attractors_entropy": spearman(k, h)}
 
 
-def _plot(summary: dict, layers: int, path) -> None:
+def _plot(summary: dict, layers: int, out) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
     for ax, cat in zip(axes, CATEGORIES):
@@ -199,5 +189,5 @@ def _plot(summary: dict, layers: int, path) -> None:
     axes[3].set_ylabel("mean token entropy (nats)")
     axes[3].set_title(f"entropy vs attractors ({LENGTH} tokens)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(out / "sva.png")
     plt.close(fig)
