@@ -235,3 +235,17 @@ def test_vectorised_log_within_two_ulp():
     log_positive(x, out, len(x))
     ref = np.log(x)
     assert np.all(np.abs(out - ref) <= 2 * np.spacing(np.abs(ref)) + (ref == 0) * 1e-300)
+
+
+def test_emit_llvm_from_a_warm_cache_equals_a_cold_one(tmp_path):
+    # Numba cannot show the IR of machine code loaded from its disk cache; emit recompiles those kernels.
+    code = textwrap.dedent(f"""
+        import warnings, semir
+        warnings.simplefilter("error")
+        k = semir.compile(semir.load({str(EXAMPLES / "paper_fig1.semir")!r}), "max_product", backend="numba")
+        print(k.emit("llvm"))
+    """)
+    env = {**os.environ, "SEMIR_CACHE_DIR": str(tmp_path)}
+    cold, warm = (subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+                  for _ in range(2))
+    assert "define" in cold.stdout and warm.stdout == cold.stdout

@@ -242,7 +242,7 @@ class NumbaKernel:
                 # only the module's own kernels: helpers it imports (prelude) are not part of this program
                 if (hasattr(fn, "inspect_llvm") and fn.signatures
                         and getattr(fn.py_func, "__module__", None) == mod.__name__):
-                    for sig, text in fn.inspect_llvm().items():
+                    for sig, text in _inspectable(fn).inspect_llvm().items():
                         out.append(f"; ---- {mod.__name__}.{name}{sig}\n{text}")
         return "\n".join(out)
 
@@ -263,6 +263,19 @@ class NumbaKernel:
             inputs[n.name] = (rng.integers(0, 2, size=shape) if n.type.dtype.is_int
                               else rng.normal(size=shape) * 0.5)
         return inputs
+
+
+def _inspectable(fn):
+    """``fn``, or a fresh compile of it where its machine code came from Numba's disk cache, whose LLVM IR
+    Numba cannot show."""
+    if not sum(fn.stats.cache_hits.values()):
+        return fn
+    from numba import jit
+
+    fresh = jit(**{k: v for k, v in fn.targetoptions.items() if k != "cache"})(fn.py_func)
+    for sig in fn.signatures:
+        fresh.compile(sig)
+    return fresh
 
 
 def build_result(kernel, V: list, D: dict[int, dict[str, np.ndarray]], plan: Plan) -> Result:
