@@ -396,11 +396,7 @@ def _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, Bt, bt0, a_off, y_off,
             bh, bl, eh, el):
     # bh/bl/eh/el: this thread's best hi/lo and their n, one slot per k; the k loop vectorises
     yo = y_off[b] + m * N
-    for k in range(K):
-        bh[k] = -np.inf
-        bl[k] = np.inf
-        eh[k] = -1
-        el[k] = -1
+    _mp_reset(bh, bl, eh, el, K)
     for n in range(N):
         vh = V_hi[yo + n]
         if vh == -np.inf:
@@ -461,6 +457,16 @@ def matmul_bwd_a(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_e
 # not). Visiting consumers in ascending order with strict comparisons keeps the lowest edge among ties.
 _MP_LAYERNORM = """
 @njit(cache=True, _nrt=False, error_model="numpy")
+def _mp_reset(bh, bl, eh, el, count):
+    # empty per-slot bests (no edge yet); also used by the max-times matmul
+    for k in range(count):
+        bh[k] = -np.inf
+        bl[k] = np.inf
+        eh[k] = -1
+        el[k] = -1
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
 def _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, count, j0, e0):
     # ⊕ of per-slot bests (value, index of the winning edge within the row) into operand elements
     # j0 + k, pointers e0 + index; also used by the max-times matmul
@@ -481,11 +487,7 @@ def _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, count, j0, e0):
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _mp_ln_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, xhat, inv, gamma, n, base, r, bh, bl, eh, el):
     start = r * n
-    for jj in range(n):
-        bh[jj] = -np.inf
-        bl[jj] = np.inf
-        eh[jj] = -1
-        el[jj] = -1
+    _mp_reset(bh, bl, eh, el, n)
     for ii in range(n):
         i = start + ii
         vh = V_hi[i]
