@@ -8,6 +8,7 @@ import numpy as np
 
 from .errors import InputError, suggest
 from .ir.node import Program
+from .ir.ops import Op
 from .ir.types import SymDim, TensorType, bind_dim, unify_dim
 
 
@@ -29,7 +30,25 @@ def bind_inputs(prog: Program, inputs: dict[str, Any], allow_nonfinite: bool = F
     arrays: dict[str, np.ndarray] = {}
     for p in params:
         arrays[p.name] = _convert(p.name, inputs[p.name], p.type, env, allow_nonfinite)
-    return arrays, {k: int(v) for k, v in env.items()}
+    env = {k: int(v) for k, v in env.items()}
+    _check_indices(prog, env)
+    return arrays, env
+
+
+def _check_indices(prog: Program, env: dict[str, int]) -> None:
+    """Integer indices into symbolic dims are checked once the dims are bound (``h[5]`` with S = 3 would
+    otherwise fail deep in a kernel, or, negative, wrap to another element)."""
+    for n in prog.nodes:
+        if n.op is not Op.index:
+            continue
+        src = prog.by_name[n.inputs[0]].type
+        for axis, (item, d) in enumerate(zip(n.attr("spec"), src.shape)):
+            if isinstance(item, int) and not isinstance(d, int):
+                size = int(bind_dim(d, env))
+                if not -size <= item < size:
+                    bound = ", ".join(f"{k}={v}" for k, v in sorted(env.items()))
+                    raise InputError(f"node {n.name!r}: index {item} is out of range for axis {axis} of size "
+                                     f"{size} ({d} with {bound})")
 
 
 def _describe(a: np.ndarray) -> str:
@@ -44,9 +63,10 @@ def _convert(name: str, value: Any, t: TensorType, env: dict, allow_nonfinite: b
     if a.dtype.kind not in "biuf":
         raise InputError(f"input {name!r}: expected {t}, got non-numeric {_describe(a)}")
     if t.dtype.is_int and a.dtype.kind == "f":
-        if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
-            raise InputError(f"input {name!r}: expected integers ({t}), got {_describe(a)}")
-    if t.dtype.value == "bool" and a.dtype.kind not in "bi":
+        # ids and counts are never floats: truncating 2.7 to 2 would pick a row nobody asked for
+        raise InputError(f"input {name!r}: expected integers ({t}), got {_describe(a)}; pass an integer array")
+    if t.dtype.value == "bool" and (a.dtype.kind not in "biu" or (a.dtype.kind != "b" and a.size
+                                                                   and not np.all((a == 0) | (a == 1)))):
         raise InputError(f"input {name!r}: expected booleans ({t}), got {_describe(a)}")
     ok = a.ndim == t.rank
     trial = dict(env)
@@ -63,11 +83,39 @@ def _convert(name: str, value: Any, t: TensorType, env: dict, allow_nonfinite: b
                          + (f" (with {known} bound by earlier inputs)" if known and any(
                              isinstance(d, SymDim) for d in t.shape) else ""))
     env.update(trial)
-    out = a.astype(t.dtype.numpy, copy=False)
+    out = _cast(name, a, t)
     if out.dtype.kind == "f" and not allow_nonfinite and not np.all(np.isfinite(out)):
         bad = "NaN" if np.any(np.isnan(out)) else "inf"
         raise InputError(f"input {name!r} contains {bad}; pass allow_nonfinite=True (CLI: --allow-nonfinite) "
                          "to run anyway")
+    return out
+
+
+def _cast(name: str, a: np.ndarray, t: TensorType) -> np.ndarray:
+    """``a`` in the declared dtype. Integers must fit (no wrap-around); integers fed to a float input must be
+    exact in it; floats are rounded to the nearest value of a narrower float dtype (IEEE round to nearest,
+    as ``numpy.astype`` does), but a finite value that would overflow to inf is refused."""
+    want = t.dtype.numpy
+    if a.dtype == want:
+        return a
+    if t.dtype.is_int and a.size:
+        info = np.iinfo(want)
+        lo, hi = a.min(), a.max()
+        if lo < info.min or hi > info.max:
+            bad = lo if lo < info.min else hi
+            raise InputError(f"input {name!r}: value {int(bad)} does not fit {t.dtype.value} "
+                             f"({info.min}..{info.max})")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = a.astype(want)
+    if want.kind == "f" and a.size:
+        if a.dtype.kind in "iu" and not np.array_equal(out.astype(a.dtype), a):
+            bad = a.ravel()[np.argmax((out.astype(a.dtype) != a).ravel())]
+            raise InputError(f"input {name!r}: integer {int(bad)} is not exactly representable in {t.dtype.value}")
+        if a.dtype.kind == "f":
+            over = np.isfinite(a) & ~np.isfinite(out)
+            if np.any(over):
+                raise InputError(f"input {name!r}: value {float(a[over].ravel()[0])!r} overflows "
+                                 f"{t.dtype.value}")
     return out
 
 

@@ -174,7 +174,9 @@ def main(x: f64[3], w: f64[3, 2]) -> f64 {
             for v in r.state(name).values():
                 assert not np.any(np.isnan(v)), (s, name)
     ent = run(prog, "entropy", x=x, w=w)
-    np.testing.assert_array_equal(ent["x"], [0.0, 0.0, 0.0])  # x0, x2: relu off; x1: all its w are 0
+    # x0, x2: relu off; x1: all its w are 0. No path has no distribution: NaN, never a single path's 0.0
+    np.testing.assert_array_equal(ent["x"], [np.nan, np.nan, np.nan])
+    assert np.isneginf(run(prog, "log", x=x, w=w)["x"]).all()
     assert run(prog, "counting", x=x, w=w)["x"].tolist() == [0, 0, 0]
     assert run(prog, "counting", x=np.abs(x), w=w)["x"].tolist() == [1, 0, 1]
 

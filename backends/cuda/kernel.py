@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,8 @@ class CudaKernel:
         self.module, self.generated = cache.load(
             self.module_name, lambda: codegen.generate(prog, wrt, semiring, self.sr_name)[0])
         self.plans: dict[tuple, tuple[Plan, DevicePlan]] = {}
+        # A DevicePlan's buffers hold one call's values and states: calls of one kernel take turns on them.
+        self._lock = threading.RLock()
 
     def plan(self, env: dict[str, int]) -> tuple[Plan, DevicePlan]:
         key = tuple(sorted(env.items()))
@@ -146,6 +149,7 @@ class CudaKernel:
     def _forward(self, inputs: dict) -> tuple[Plan, DevicePlan]:
         arrays, env = bind_inputs(self.program, inputs, self.allow_nonfinite)
         plan, G = self.plan(env)
+        plan = plan.for_call()
         for n in self.program.inputs:  # host -> device, once per call
             k = plan.index[n.name]
             G.V[k].copy_to_device(np.ascontiguousarray(arrays[n.name], dtype=plan.dtype[k]).reshape(-1))
@@ -161,11 +165,16 @@ class CudaKernel:
         return plan, G
 
     def forward(self, **inputs) -> np.ndarray:
-        plan, G = self._forward(inputs)
-        k = plan.index[self.program.output]
-        return G.V[k].copy_to_host().reshape(plan.shape[k])
+        with self._lock:
+            plan, G = self._forward(inputs)
+            k = plan.index[self.program.output]
+            return G.V[k].copy_to_host().reshape(plan.shape[k])
 
     def __call__(self, **inputs):
+        with self._lock:
+            return self._call(inputs)
+
+    def _call(self, inputs: dict):
         from . import forward_kernels as FK
 
         sr, fdt = self.semiring, self.float_dtype

@@ -171,8 +171,8 @@ class _Fn:
         return self.names[(kind, key)]
 
 
-def _operand_mode(a: Analysis, gid: int, name: str, size_node: Node) -> str:
-    src = a.prog.by_name[name]
+def operand_mode(src: Node, size_node: Node) -> str:
+    """How a fused kernel reads an external operand, from the declared shapes: "same", "scalar" or "map"."""
     if src.type.shape == size_node.type.shape:
         return "same"
     if all(d == 1 for d in src.type.shape):
@@ -188,7 +188,7 @@ def _read(a: Analysis, fn: _Fn, name: str, members: set[int], root: Node, gid: i
     arr = fn.arg("val", k)
     if k in members:
         return f"{arr}[i]"
-    mode = _operand_mode(a, gid, name, root)
+    mode = operand_mode(a.prog.by_name[name], root)
     if mode == "same":
         return f"{arr}[i]"
     if mode == "scalar":
@@ -200,7 +200,7 @@ def _index_of(a: Analysis, fn: _Fn, name: str, members: set[int], root: Node, gi
     k = a.index[name]
     if k in members:
         return "i"
-    mode = _operand_mode(a, gid, name, root)
+    mode = operand_mode(a.prog.by_name[name], root)
     return {"same": "i", "scalar": "0"}.get(mode) or f"{fn.arg('map', (gid, k))}[i]"
 
 
@@ -221,7 +221,7 @@ def group_forward(a: Analysis, gid: int, target: str = "cpu") -> tuple[str, list
     for pos, k in enumerate(members):
         node = a.prog.nodes[k]
         args = [local.get(a.index[i]) or _read(a, fn, i, mset, root, gid) for i in node.inputs]
-        body.append(f"        t{pos} = {_fmt(FWD[node.op], node, args)}")
+        body.append(f"        t{pos} = {_rounded(_fmt(FWD[node.op], node, args), node)}")
         body.append(f"        {fn.arg('out', k)}[i] = t{pos}")
         local[k] = f"t{pos}"
     return _finish(fn, [LOOP[target].format(n=n_arg)] + body, target)
@@ -236,7 +236,15 @@ def edge_expr(a: Analysis, fn: _Fn, k: int, slot: int) -> tuple[str | None, str]
     args = [_read(a, fn, i, mset, root, gid) for i in node.inputs]
     out = f"{fn.arg('val', k)}[i]"
     cond, weight = EDGES[node.op][slot]
-    return (_fmt(cond, node, args, out) if cond else None), _fmt(weight, node, args, out)
+    return (_fmt(cond, node, args, out) if cond else None), _rounded(_fmt(weight, node, args, out), node)
+
+
+def _rounded(expr: str, node: Node) -> str:
+    """``expr`` rounded to ``node``'s float dtype, as the reference rounds every value and edge weight:
+    Numba evaluates float literals and libm calls in float64, so an unrounded float32 weight could be a
+    tiny non-zero where the reference's is exactly 0 (and so count a path that does not exist)."""
+    dt = node.type.dtype
+    return f"np.{dt.numpy.name}({expr})" if dt.is_float else expr
 
 
 def group_backward(a: Analysis, gid: int, fields: list[str], target: str = "cpu",
@@ -257,7 +265,7 @@ def group_backward(a: Analysis, gid: int, fields: list[str], target: str = "cpu"
             if edge is None or name not in a.needed:
                 continue
             u = a.index[name]
-            if deferred is not None and u not in mset and _operand_mode(a, gid, name, root) != "same":
+            if deferred is not None and u not in mset and operand_mode(a.prog.by_name[name], root) != "same":
                 deferred.append((k, slot))
                 continue
             cond, weight = edge_expr(a, fn, k, slot)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import bisect
+import copy
+import threading
 from typing import Any
 
 import numpy as np
@@ -26,9 +28,11 @@ def _float_dtype(prog: Program) -> np.dtype:
 class Plan:
     """Everything that depends on the bound shapes: sizes, index maps, offsets, pointer bases.
 
-    Built once per binding of the symbolic dims and reused; ``aux`` holds the
-    per-call data that depends on values (argmax choices, gather maps of
-    ``take``, layernorm statistics).
+    Built once per binding of the symbolic dims, shared by every call and never
+    written after construction: the per-call data that depends on values
+    (argmax choices, gather maps of ``take``, layernorm statistics) lives in
+    ``aux`` of the call's own copy (:meth:`for_call`), so concurrent calls of
+    one kernel cannot see each other's state.
     """
 
     def __init__(self, prog: Program, a: codegen.Analysis, env: dict[str, int], sr: Semiring, fdt: np.dtype):
@@ -38,7 +42,7 @@ class Plan:
         self.index = a.index
         self.shape = [tuple(int(d) for d in n.type.bind(env).shape) for n in prog.nodes]
         self.size = [int(np.prod(s, dtype=np.int64)) for s in self.shape]
-        self.dtype = [fdt if n.type.dtype.is_float else n.type.dtype.numpy for n in prog.nodes]
+        self.dtype = [n.type.dtype.numpy for n in prog.nodes]  # mixed precision: per node
         self.attrs = [bind_attrs(n.attr_dict, env) for n in prog.nodes]
         self.group_size = [self.size[g[-1]] for g in a.groups]
         self.bmap: dict[tuple[int, int], np.ndarray] = {}
@@ -47,7 +51,9 @@ class Plan:
             for m in members:
                 for name in prog.nodes[m].inputs:
                     u = a.index[name]
-                    if u not in members and self.shape[u] != self.shape[root] and self.size[u] != 1:
+                    # the generated kernel reads a map wherever the operand's *declared* shape broadcasts,
+                    # also when its dims bind to 1
+                    if u not in members and codegen.operand_mode(prog.nodes[u], prog.nodes[root]) == "map":
                         self.bmap[(gid, u)] = _bcast(self.shape[u], self.shape[root])
         # Pointer bases: (consumer, slot) in program order, each as wide as the consumer's output.
         self.base: list[list[int]] = []
@@ -96,6 +102,12 @@ class Plan:
             elif n.op is Op.matmul:
                 self._matmul_plan(k, ins)
         self.aux: dict[int, Any] = {}
+
+    def for_call(self) -> Plan:
+        """A view of this plan for one call: every shape-derived table shared, ``aux`` its own."""
+        view = copy.copy(self)
+        view.aux = {}
+        return view
 
     def _matmul_plan(self, k: int, ins: list[tuple[int, ...]]) -> None:
         xs = (1,) + ins[0] if len(ins[0]) == 1 else ins[0]
@@ -152,12 +164,12 @@ class Plan:
         n = self.prog.nodes[k]
         table = self.shape[self.index[n.inputs[0]]]
         rows = table[0]
-        bad = (ids < -rows) | (ids >= rows)
+        bad = (ids < 0) | (ids >= rows)  # a negative id is refused, never wrapped
         if np.any(bad):
             raise InputError(f"node {n.name!r}: id {int(ids[bad].ravel()[0])} is out of range for a "
-                             f"table of {rows} rows")
+                             f"table of {rows} rows (0..{rows - 1})")
         row = int(np.prod(table[1:], dtype=np.int64))
-        m = ((ids.reshape(-1) % rows)[:, None] * row + np.arange(row)).ravel()  # O(output), not O(table)
+        m = (ids.reshape(-1).astype(np.int64)[:, None] * row + np.arange(row)).ravel()  # O(output), not O(table)
         return np.ascontiguousarray(m, dtype=np.int64)
 
     def edge(self, edge: int) -> tuple[int, int, int]:
@@ -188,17 +200,18 @@ class NumbaKernel:
             self.module_name, lambda: codegen.generate(prog, wrt, semiring, self.sr_name)[1])
         self.generated = fresh_f or fresh_b
         self.plans: dict[tuple, Plan] = {}
+        self._plans_lock = threading.Lock()
 
     def plan(self, env: dict[str, int]) -> Plan:
         k = tuple(sorted(env.items()))
-        if k not in self.plans:
-            self.plans[k] = Plan(self.program, self.analysis, env, self.semiring, self.float_dtype)
-        return self.plans[k]
+        with self._plans_lock:
+            if k not in self.plans:
+                self.plans[k] = Plan(self.program, self.analysis, env, self.semiring, self.float_dtype)
+            return self.plans[k]
 
     def _forward(self, inputs: dict) -> tuple[list, Plan]:
         arrays, env = bind_inputs(self.program, inputs, self.allow_nonfinite)
-        plan = self.plan(env)
-        plan.aux = {}
+        plan = self.plan(env).for_call()
         V: list = [None] * len(self.program.nodes)
         for n in self.program.inputs:
             k = plan.index[n.name]

@@ -42,10 +42,10 @@ def forward(prog: Program, arrays: dict[str, np.ndarray], env: dict[str, int]) -
         attrs = bind_attrs(n.attr_dict, env)
         if n.op is Op.take:
             rows = args[0].shape[0]
-            bad = (args[1] < -rows) | (args[1] >= rows)
+            bad = (args[1] < 0) | (args[1] >= rows)  # a negative id is refused, never wrapped
             if np.any(bad):
                 raise InputError(f"node {n.name!r}: id {int(args[1][bad].ravel()[0])} is out of range for a "
-                                 f"table of {rows} rows")
+                                 f"table of {rows} rows (0..{rows - 1})")
         values[n.name] = evaluate(n.op, args, attrs, n.type.dtype.numpy)
     return values
 

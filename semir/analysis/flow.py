@@ -14,7 +14,8 @@ from ..compiler import compile
 
 def _hidden(model, ids, name: str, backend: str | None) -> np.ndarray:
     k = compile(model.program(position=0), "sum_product", backend=backend, wrt=[name])
-    return k(**model.inputs(ids)).value(name)
+    # only a forward value is read, which no readout changes
+    return k(**model.inputs(ids, readout=np.zeros(model.hidden, np.float32))).value(name)
 
 
 def token_flow(model, ids, layer: int, from_layer: int | None = None, samples: int | None = 32, seed: int = 0,

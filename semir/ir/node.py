@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import struct
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -49,11 +50,20 @@ class Node:
 
     @property
     def key(self) -> tuple:
-        """Structural identity (everything but the name and location)."""
-        return (self.op, self.type, self.inputs, self.attrs)
+        """Structural identity (everything but the name and location). Floats compare by bit pattern:
+        ``0.0 == -0.0`` in Python, but ``1/0.0`` and ``1/-0.0`` differ, and NaN never equals itself."""
+        return (self.op, self.type, self.inputs, tuple((k, _bits(v)) for k, v in self.attrs))
 
     def replace(self, **changes: Any) -> Node:
         return dataclasses.replace(self, **changes)
+
+
+def _bits(v: Any) -> Any:
+    if isinstance(v, float):
+        return ("f64", struct.pack("<d", v))
+    if isinstance(v, tuple):
+        return tuple(_bits(x) for x in v)
+    return v
 
 
 def make_attrs(**kwargs: Any) -> tuple[tuple[str, Any], ...]:

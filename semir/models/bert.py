@@ -56,6 +56,7 @@ class BertModel:
     config: dict[str, Any]
     weights: dict[str, np.ndarray]
     tokenizer: Any = None
+    default_readout: np.ndarray | None = field(default=None, repr=False)
     _programs: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -110,11 +111,12 @@ class BertModel:
         """The encoder with output ``readout · h_final[position]``, or with ``pool="mean"``
         ``readout · mean over tokens of h_final`` (a pooled-embedding component for a one-hot readout).
 
-        The readout vector is passed at call time through ``inputs(ids, readout=u)``;
-        the argument here is accepted for symmetry with SPEC §4 and only checked.
+        The readout is an input of the program. ``readout=u`` here makes ``u`` the one that
+        :meth:`inputs` feeds when it is not given one; ``inputs(ids, readout=u)`` overrides it. With
+        neither, :meth:`inputs` refuses: a zero readout would make every statistic 0.
         """
-        if readout is not None and np.shape(readout) != (self.hidden,):
-            raise InputError(f"readout: expected shape ({self.hidden},), got {np.shape(readout)}")
+        if readout is not None:
+            self.default_readout = self._check_readout(readout)
         if pool not in (None, "mean"):
             raise OptionError(f"unknown pooling {pool!r}; valid choices: mean")
         key = ("readout", int(position), pool)
@@ -150,25 +152,67 @@ class BertModel:
     def similarity_inputs(self, ids_a, ids_b) -> dict[str, np.ndarray]:
         out = dict(self._params())
         for tag, ids in (("a", ids_a), ("b", ids_b)):
-            ids = np.asarray(ids, np.int64)
+            ids = self._check_ids(ids)
             out.update({f"ids_{tag}": ids, f"positions_{tag}": np.arange(len(ids), dtype=np.int64),
                         f"token_types_{tag}": np.zeros(len(ids), np.int64),
                         f"attention_mask_{tag}": np.ones(len(ids), np.float32)})
         return out
 
     def inputs(self, ids, readout: Any = None, mask: Any = None) -> dict[str, np.ndarray]:
-        """Everything the program takes: ids, positions, token types, mask, readout and the weights."""
-        ids = np.asarray(ids, dtype=np.int64)
-        if ids.ndim != 1:
-            raise InputError(f"ids: expected a 1-D array of token ids, got shape {ids.shape}")
+        """Everything the program takes: ids, positions, token types, mask, readout and the weights.
+
+        ``readout`` defaults to the one given to :meth:`program`; with neither this is an error.
+        """
+        ids = self._check_ids(ids)
         S = len(ids)
-        if S > self.config.get("max_position_embeddings", 512):
-            raise InputError(f"ids: {S} tokens exceed max_position_embeddings")
+        if readout is None:
+            readout = self.default_readout
+        if readout is None:
+            raise InputError("readout: no readout vector; pass readout=u (shape "
+                             f"({self.hidden},)) to m.program(...) or m.inputs(...): the output is u · hidden state")
         out = {"ids": ids, "positions": np.arange(S, dtype=np.int64), "token_types": np.zeros(S, np.int64),
-               "attention_mask": np.ones(S, np.float32) if mask is None else np.asarray(mask, np.float32),
-               "readout": np.zeros(self.hidden, np.float32) if readout is None else np.asarray(readout, np.float32)}
+               "attention_mask": self._check_mask(mask, S), "readout": self._check_readout(readout)}
         out.update(self._params())
         return out
+
+    def _check_readout(self, readout: Any) -> np.ndarray:
+        u = np.asarray(readout)
+        if u.shape != (self.hidden,) or u.dtype.kind not in "biuf":
+            raise InputError(f"readout: expected a float vector of shape ({self.hidden},), got "
+                             f"{u.dtype} of shape {u.shape}")
+        if not np.all(np.isfinite(u)):
+            raise InputError("readout: contains NaN or inf")
+        return u.astype(np.float32)
+
+    def _check_ids(self, ids: Any) -> np.ndarray:
+        a = np.asarray(ids)
+        if a.ndim != 1:
+            raise InputError(f"ids: expected a 1-D array of token ids, got shape {a.shape}")
+        if len(a) == 0:
+            raise InputError("ids: empty; a sentence needs at least one token")
+        if a.dtype.kind not in "iu":
+            raise InputError(f"ids: expected integer token ids, got {a.dtype}")
+        vocab = int(self.config["vocab_size"])
+        bad = (a < 0) | (a >= vocab)
+        if np.any(bad):
+            raise InputError(f"ids: token id {int(a[bad][0])} at position {int(np.argmax(bad))} is outside the "
+                             f"vocabulary (0..{vocab - 1})")
+        S = len(a)
+        if S > self.config.get("max_position_embeddings", 512):
+            raise InputError(f"ids: {S} tokens exceed max_position_embeddings "
+                             f"({self.config.get('max_position_embeddings', 512)})")
+        return a.astype(np.int64)
+
+    @staticmethod
+    def _check_mask(mask: Any, S: int) -> np.ndarray:
+        if mask is None:
+            return np.ones(S, np.float32)
+        m = np.asarray(mask)
+        if m.shape != (S,) or m.dtype.kind not in "biuf" or not np.all((m == 0) | (m == 1)):
+            raise InputError(f"mask: expected {S} values of 0 or 1 (one per token), got {m.dtype} of shape {m.shape}")
+        if not np.any(m):
+            raise InputError("mask: every token is masked out; at least one must be attended to")
+        return m.astype(np.float32)
 
     def _params(self) -> dict[str, np.ndarray]:
         if "_params" not in self._programs:

@@ -716,6 +716,11 @@ def _ent_extend(s: State, w: np.ndarray, edge: np.ndarray) -> State:
     return {"logz": l, "h": np.where(l == -np.inf, 0, s["h"]).astype(s["h"].dtype)}
 
 
+def _ent_finalize(s: State) -> np.ndarray:
+    # no path (Z = 0) has no distribution: NaN, never the 0.0 of a single path
+    return np.where(s["logz"] == -np.inf, np.nan, s["h"]).astype(s["h"].dtype)
+
+
 entropy = Semiring(
     name="entropy",
     fields=(Field("logz", -np.inf, 0.0), Field("h", 0.0, 0.0)),
@@ -723,7 +728,7 @@ entropy = Semiring(
     times=_ent_times,
     lift=lambda w: {"logz": _log_abs(np.asarray(w)), "h": np.zeros(np.shape(w))},
     extend_fn=_ent_extend,
-    finalize=lambda s: s["h"],
+    finalize=_ent_finalize,
     kind="ring",
     gemm=_gemms("entropy", _entropy_contract),
     numba_layernorm=_ENTROPY_ROWS + _ENTROPY_LAYERNORM,

@@ -277,7 +277,7 @@ def _by_definition(semiring: str, per_elem: list[list[tuple[float, bool]]], shap
             extra["magnitude"].append(best)
         elif semiring == "entropy":
             Z = math.fsum(mags)
-            vals.append(0.0 if Z == 0 else -math.fsum((m / Z) * math.log(m / Z) for m in mags if m > 0))
+            vals.append(math.nan if Z == 0 else -math.fsum((m / Z) * math.log(m / Z) for m in mags if m > 0))
             extra["logz"].append(math.log(Z) if Z > 0 else -math.inf)
         elif semiring == "log":
             Z = math.fsum(mags)

@@ -89,7 +89,8 @@ def semiring_hook(program: Program, semiring: str, examples: list[dict], wrt: st
     reduce = reduce or (lambda r: {f"{semiring}.{wrt}": float(np.mean(r[wrt]))})
 
     def hook(step: int, params: dict) -> dict:
-        rows = [reduce(kernel(**params, **ex)) for ex in examples]
+        # an example may carry the parameters it was made with (``m.inputs(x)``): the current ones win
+        rows = [reduce(kernel(**{**ex, **params})) for ex in examples]
         return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
     return hook
