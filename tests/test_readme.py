@@ -4,7 +4,6 @@ import os
 import re
 
 import pytest
-
 from conftest import ROOT
 
 BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
