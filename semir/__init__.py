@@ -30,12 +30,14 @@ def load(path, entry=None) -> Program:
     """Parse a model file into IR."""
     from pathlib import Path
 
+    from .frontend.language import decode
+
     p = Path(path)
     try:
-        text = p.read_text()
+        data = p.read_bytes()
     except OSError as e:
         raise SemirError(f"cannot read model file {str(path)!r}: {e.strerror}") from None
-    return parse(text, str(path), entry=entry)
+    return parse(decode(data, str(path)), str(path), entry=entry)
 
 
 __all__ = [

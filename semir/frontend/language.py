@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import sys
 import functools
 from dataclasses import dataclass
 from importlib import resources
@@ -87,6 +89,8 @@ class Compiler:
             raise
         except SemirError as e:
             raise self.error(str(e), meta) from None
+        except (TypeError, ValueError, OverflowError) as e:  # a builtin given an argument it cannot take
+            raise self.error(f"invalid argument: {e}", meta) from None
         finally:
             self.builder.loc = old
 
@@ -94,6 +98,7 @@ class Compiler:
 
     def compile(self, entry: str | None) -> Program:
         tree = parse_tree(self.text, self.file)
+        check_depth(tree, self.text, self.file)
         self.defs: dict[str, _Def] = {}
         for d in tree.children:
             name = str(d.children[0])
@@ -102,12 +107,14 @@ class Compiler:
             params = [(str(p.children[0]), p.children[1]) for p in d.children[1:-2] if p is not None]
             self.defs[name] = _Def(name, params, d.children[-2], d.children[-1].children, d.meta)
         if not self.defs:
-            raise SourceError("the model has no def", self.file)
+            lines = self.text.split("\n")
+            raise SourceError("the model has no def (a model is one or more `def name(...) -> type { ... }`)",
+                              self.file, len(lines), len(lines[-1]) + 1)
         if entry is None:
             entry = "main" if "main" in self.defs else list(self.defs)[-1]
         if entry not in self.defs:
-            raise SemirError(f"{self.file}: error: no def named {entry!r}{suggest(entry, self.defs)}; "
-                             f"defs: {', '.join(self.defs)}")
+            raise SourceError(f"no def named {entry!r}{suggest(entry, self.defs)}; defs: {', '.join(self.defs)}",
+                              self.file)
         d = self.defs[entry]
         frame = _Frame(d)
         for pname, ptree in d.params:
@@ -147,13 +154,19 @@ class Compiler:
             term = part if i == 0 else part.children[0]
             toks = term.children
             if term.data == "dint":
-                d: Dim = int(toks[0])
+                d: Dim = self.dim_int(toks[0], term)
             elif term.data == "dsym":
                 d = SymDim.make({str(toks[0]): 1}, 0)
             else:
-                d = SymDim.make({str(toks[1]): int(toks[0])}, 0)
+                d = SymDim.make({str(toks[1]): self.dim_int(toks[0], term)}, 0)
             total = dim_add(total, d, sign)
         return total
+
+    def dim_int(self, tok, tree) -> int:
+        s = str(tok)
+        if len(s.lstrip("0")) > 12:  # a dimension of 10^12 elements is no tensor anyone can run
+            raise self.error(f"dimension {s[:20]}{'...' if len(s) > 20 else ''} is too large", tree.meta)
+        return int(s)
 
     def run_body(self, frame: _Frame) -> Any:
         result = None
@@ -190,8 +203,7 @@ class Compiler:
     def expr(self, t, frame: _Frame, target: str | None, direct: bool = False) -> Any:
         kind = t.data if isinstance(t, lark.Tree) else None
         if kind == "number":
-            s = str(t.children[0])
-            return float(s) if any(c in s for c in ".eE") else int(s)
+            return self.number(t)
         if kind == "string":
             return str(t.children[0])[1:-1]
         if kind == "var":
@@ -219,6 +231,17 @@ class Compiler:
                 base, p = self.operands(sub, t)
                 return base ** p if not isinstance(base, Value) else builtins.power(base, p)
         raise self.error(f"unsupported expression {kind}", t.meta)
+
+    def number(self, t) -> int | float:
+        s = str(t.children[0])
+        if any(c in s for c in ".eE"):
+            v = float(s)
+            if not math.isfinite(v):
+                raise self.error(f"number {s[:20]}{'...' if len(s) > 20 else ''} is too large for a float", t.meta)
+            return v
+        if len(s.lstrip("0")) > 19 or int(s) > 2**63 - 1:  # checked by length first: int() of 5,000 digits raises
+            raise self.error(f"integer {s[:20]}{'...' if len(s) > 20 else ''} does not fit in 64 bits", t.meta)
+        return int(s)
 
     def operands(self, vals: list, t) -> list:
         for v in vals:
@@ -362,9 +385,47 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str) -> SourceError:
     return SourceError(f"unexpected {what}{hint}", file, tok.line, tok.column, text)
 
 
+# Deepest expression nesting a model may have. The tree is walked recursively (about three Python frames a
+# level), so the limit keeps a pathological file to a clear error rather than a RecursionError.
+MAX_DEPTH = 200
+
+
 def parse(text: str, file: str = "<string>", entry: str | None = None) -> Program:
-    """Parse model text into a verified IR program."""
+    """Parse model text into a verified IR program. Line endings may be LF, CRLF or CR."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     try:
-        return Compiler(text, file).compile(entry)
+        compiler = Compiler(text, file)
+        old = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(old, 20 * MAX_DEPTH))
+        try:
+            return compiler.compile(entry)
+        finally:
+            sys.setrecursionlimit(old)
     except TypeCheckError as e:  # errors without a position (rare): still name the file
         raise SourceError(str(e), file) from None
+    except RecursionError:
+        raise SourceError(f"the model is nested too deeply (more than {MAX_DEPTH} levels)", file) from None
+
+
+def check_depth(tree: lark.Tree, text: str, file: str) -> None:
+    """A clear error, at the place it happens, for nesting deeper than :data:`MAX_DEPTH`."""
+    stack = [(tree, 0)]
+    while stack:
+        t, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            meta = getattr(t, "meta", None)
+            raise SourceError(f"expression nested too deeply (more than {MAX_DEPTH} levels); split it into "
+                              "named steps", file, getattr(meta, "line", 0) or 0, getattr(meta, "column", 0) or 0,
+                              text)
+        stack.extend((c, depth + 1) for c in t.children if isinstance(c, lark.Tree))
+
+
+def decode(data: bytes, file: str) -> str:
+    """Model text from bytes: UTF-8 (a BOM is allowed), else an error at the first bad byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        head = data[:e.start]
+        line = head.count(b"\n") + 1
+        col = e.start - (head.rfind(b"\n") + 1) + 1
+        raise SourceError(f"the file is not UTF-8 text (byte 0x{data[e.start]:02x})", file, line, col) from None

@@ -13,6 +13,9 @@ from .builtin import BUILTIN, topk
 _REGISTRY: dict[str, Semiring] = dict(BUILTIN)
 
 
+MAX_TOPK = 1024
+
+
 def names() -> list[str]:
     return list(_REGISTRY) + ["topk:K"]
 
@@ -24,15 +27,18 @@ def get(name: str | Semiring) -> Semiring:
     if name in _REGISTRY:
         return _REGISTRY[name]
     if isinstance(name, str) and name.startswith("topk:"):
-        try:
-            return topk(int(name[5:]))
-        except ValueError:
-            raise OptionError(f"bad semiring {name!r}: topk:K needs an integer K >= 1") from None
+        k = name[5:]
+        # ASCII digits only: int() also reads "+3", " 3" and "٣"; K bounds the per-element state (K floats)
+        if not (k.isascii() and k.isdigit()) or not 1 <= int(k) <= MAX_TOPK:
+            raise OptionError(f"bad semiring {name!r}: topk:K needs an integer K in 1..{MAX_TOPK}")
+        return topk(int(k))
     raise unknown("semiring", str(name), names())
 
 
 def register(semiring: Semiring) -> Semiring:
     """Make a semiring available by name to ``semir.compile`` and the CLI."""
+    if not isinstance(semiring, Semiring):
+        raise OptionError(f"register expects a Semiring, got {type(semiring).__name__}")
     _REGISTRY[semiring.name] = semiring
     return semiring
 
