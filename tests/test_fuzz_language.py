@@ -5,14 +5,13 @@ import contextlib
 import io
 import re
 
+from conftest import EXAMPLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import semir
 from semir.cli import main
 from semir.errors import SourceError
-
-from conftest import EXAMPLES
 
 SOURCES = [p.read_bytes() for p in sorted(EXAMPLES.glob("*.semir"))]
 # fragments that broke the front end before: deep nesting, long chains, huge literals, bad bytes, CR endings

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import sys
-import functools
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
