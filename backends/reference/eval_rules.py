@@ -28,9 +28,14 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
+    # In float64, rounded once to x's dtype: in float32, 1 + erf(x/√2) cancels for x < -4 and loses every
+    # digit by x = -6, so a float32 evaluation would disagree with any correctly rounded one.
+    z = np.asarray(x, np.float64)
     if approximate == "tanh":
-        return 0.5 * x * (1.0 + np.tanh(SQRT_2_OVER_PI * (x + GELU_TANH_C * x ** 3)))
-    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+        y = 0.5 * z * (1.0 + np.tanh(SQRT_2_OVER_PI * (z + GELU_TANH_C * z ** 3)))
+    else:
+        y = 0.5 * z * (1.0 + erf(z / math.sqrt(2.0)))
+    return y.astype(np.result_type(x, np.float32))
 
 
 def softmax(x: np.ndarray, axis: int) -> np.ndarray:

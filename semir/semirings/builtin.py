@@ -133,7 +133,7 @@ def _ring_gemm(name: str, contract, U, V, other, ao, bo, yo, M, K, N, slot: str)
 
 
 def _shifted(lz: np.ndarray, slot: str):
-    c = np.max(lz, axis=-1 if slot == "a" else -2, keepdims=True)
+    c = np.max(lz, axis=-1 if slot == "a" else -2, keepdims=True, initial=-np.inf)  # empty batches: no rows
     c = np.where(np.isfinite(c), c, 0.0)
     with np.errstate(invalid="ignore"):
         zs = np.exp(lz - c)
