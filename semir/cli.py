@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -32,12 +34,15 @@ def _load(args) -> Any:
 
 
 def _parse_value(name: str, text: str) -> Any:
+    shown = text if len(text) <= 40 else text[:40] + "..."
     try:
         v = json.loads(text)
-    except json.JSONDecodeError:
-        raise InputError(f"input {name!r}: cannot read {text!r} as a number or a JSON list of numbers") from None
+    except (json.JSONDecodeError, ValueError):  # ValueError: an integer of more than 4,300 digits
+        raise InputError(f"input {name!r}: cannot read {shown!r} as a number or a JSON list of numbers") from None
+    except RecursionError:
+        raise InputError(f"input {name!r}: the JSON list is nested too deeply") from None
     if not isinstance(v, int | float | list) or isinstance(v, bool):
-        raise InputError(f"input {name!r}: expected a number or a JSON list of numbers, got {text!r}")
+        raise InputError(f"input {name!r}: expected a number or a JSON list of numbers, got {shown!r}")
     return v
 
 
@@ -45,10 +50,14 @@ def _inputs(args) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if args.inputs:
         try:
-            with np.load(args.inputs) as f:
-                values.update({k: f[k] for k in f.files})
-        except (OSError, ValueError) as e:
+            f = np.load(args.inputs, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise InputError(f"cannot read inputs from {args.inputs!r}: {e}") from None
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise InputError(f"--inputs {args.inputs!r}: expected an .npz file of arrays by input name "
+                             "(np.savez(path, x=..., y=...)); for one array use --input NAME=VALUE")
+        with f:
+            values.update({k: f[k] for k in f.files})
     for item in args.input or []:
         if "=" not in item:
             raise InputError(f"--input expects NAME=VALUE, got {item!r}")
@@ -64,8 +73,35 @@ def _path_spec(text: str) -> tuple[str, tuple[int, ...]]:
     m = _PATH_SPEC.match(text.strip())
     if not m:
         raise OptionError(f"--path expects NAME or NAME[i,j,...], got {text!r}")
-    idx = tuple(int(x) for x in m.group(2).split(",") if x.strip()) if m.group(2) else ()
+    try:
+        idx = tuple(int(x) for x in m.group(2).split(",") if x.strip()) if m.group(2) else ()
+    except ValueError:
+        raise OptionError(f"--path expects NAME or NAME[i,j,...] with integer indices, got {text!r}") from None
     return m.group(1), idx
+
+
+def _writable_file(path: str, flag: str) -> None:
+    """Fail before any work when an output file cannot be written."""
+    from pathlib import Path
+
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise InputError(f"{flag} {path!r}: the directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{flag} {path!r}: the directory {str(parent)!r} is not writable")
+
+
+def _writable_dir(path: str, flag: str):
+    from pathlib import Path
+
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{flag} {path!r}: cannot create the directory ({e.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise InputError(f"{flag} {path!r}: the directory is not writable")
+    return out
 
 
 def cmd_check(args) -> int:
@@ -116,6 +152,10 @@ def cmd_compile(args) -> int:
 def cmd_run(args) -> int:
     prog = _load(args)
     paths = [_path_spec(p) for p in args.path or []]
+    if args.out:
+        if not args.out.endswith(".npz"):  # numpy would append .npz and write another file than the one named
+            raise InputError(f"--out {args.out!r}: the file name must end with .npz")
+        _writable_file(args.out, "--out")
     wrt = list(dict.fromkeys((args.wrt or []) + [n for n, _ in paths])) if args.wrt else None
     kernel = compile(prog, args.semiring, backend=args.backend, wrt=wrt,
                      granularity=args.granularity, allow_nonfinite=args.allow_nonfinite)
@@ -228,10 +268,9 @@ def cmd_analyze(args) -> int:
             raise InputError(f"cannot read sentences from {args.sentences!r}: {e.strerror}") from None
     if not sentences:
         raise InputError("give --sentence TEXT or --sentences FILE")
-    readout = _readout(args, m.hidden)
-    out = Path(args.out) if args.out else None
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
+    readout, objective = _readout(args, m.hidden)
+    out = _writable_dir(args.out, "--out") if args.out else None
+    print(f"objective: {objective}", file=sys.stderr)
     docs = []
     for n, text in enumerate(_progress(sentences)):
         ids = m.tokenize(text)
@@ -239,11 +278,15 @@ def cmd_analyze(args) -> int:
             raise InputError(f"--position {args.position} is outside the {len(ids)} tokens of {text!r}")
         stats = analysis.token_stats(m, ids, readout, args.position, backend=args.backend)
         flow = analysis.branch_flow(m, ids, readout, args.position, backend=args.backend)
-        tok = min(args.path_token, len(ids) - 1)
+        if not 0 <= args.path_token < len(ids):
+            raise InputError(f"--path-token {args.path_token} is outside the {len(ids)} tokens of {text!r} "
+                             f"(0..{len(ids) - 1})")
+        tok = args.path_token
         best = compile(m.program(position=args.position), "max_product", backend=args.backend,
                        wrt=["embeddings"])(**m.inputs(ids, readout=readout))
         path = analysis.top_paths(best, "embeddings", (tok,))[0]
-        docs.append({"sentence": text, "tokens": m.tokens(ids), "token_stats": stats, "branch_flow": flow,
+        docs.append({"sentence": text, "objective": objective, "tokens": m.tokens(ids), "token_stats": stats,
+                     "branch_flow": flow,
                      "top_path": {"token": tok, "value": path.value,
                                   "steps": [[s.node, list(s.index), s.weight] for s in path]}})
         if out:
@@ -261,16 +304,22 @@ def cmd_analyze(args) -> int:
     return 0
 
 
-def _readout(args, hidden: int) -> np.ndarray:
+def _readout(args, hidden: int) -> tuple[np.ndarray, str]:
+    """The readout vector and a one-line description of what is attributed (printed and stored)."""
+    where = f"the final hidden state at position {args.position}"
     if args.readout == "random":
-        return np.random.default_rng(args.seed).normal(size=hidden).astype(np.float32)
+        u = np.random.default_rng(args.seed).normal(size=hidden).astype(np.float32)
+        return u, (f"u · {where}, u a random N(0, 1) direction (seed {args.seed}): a probe of the network, "
+                   "not a task; pass --readout FILE.npy for an objective of your own")
     try:
-        u = np.load(args.readout)
-    except (OSError, ValueError) as e:
+        u = np.load(args.readout, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
         raise InputError(f"--readout: cannot read {args.readout!r} ({e}); give 'random' or a .npy file") from None
-    if u.shape != (hidden,):
-        raise InputError(f"--readout: expected shape ({hidden},), got {u.shape}")
-    return u.astype(np.float32)
+    if not isinstance(u, np.ndarray) or u.shape != (hidden,) or u.dtype.kind not in "biuf":
+        raise InputError(f"--readout: expected a .npy vector of shape ({hidden},), got {getattr(u, 'shape', u)}")
+    if not np.all(np.isfinite(u)):
+        raise InputError("--readout: the vector contains NaN or inf")
+    return u.astype(np.float32), f"u · {where}, u from {args.readout}"
 
 
 def _progress(items: list):
@@ -310,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except BrokenPipeError:
         return 0
+    except OSError as e:  # a file the user named could not be written or read (disk full, permissions)
+        print(f"semir: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

@@ -47,8 +47,15 @@ BACKENDS: dict[str, Callable[..., Any]] = {"reference": _reference, "numba": _nu
 def resolve_wrt(prog: Program, wrt: Any) -> tuple[str, ...]:
     if wrt is None:
         return tuple(n.name for n in prog.inputs if n.type.dtype.is_float)
-    names = (wrt,) if isinstance(wrt, str) else tuple(wrt)
+    if isinstance(wrt, str):
+        names: tuple = (wrt,)
+    elif isinstance(wrt, list | tuple):
+        names = tuple(wrt)
+    else:
+        raise OptionError(f"wrt: expected a node name or a list of node names, got {type(wrt).__name__}")
     for name in names:
+        if not isinstance(name, str):
+            raise OptionError(f"wrt: expected node names (str), got {name!r}")
         if name not in prog:
             raise OptionError(f"wrt: unknown node {name!r}{suggest(name, prog.names())}")
         if not prog[name].type.dtype.is_float:

@@ -53,7 +53,8 @@ def test_run_inputs_npz_and_out(tmp_path, capsys):
     np.savez(tmp_path / "in.npz", **ins)
     code, out, err = run(capsys, "run", model, "--semiring", "entropy", "--inputs", str(tmp_path / "in.npz"),
                          "--wrt", "x", "--out", str(tmp_path / "out.npz"))
-    assert code == 0, err and "x = " in out
+    assert code == 0, err
+    assert "x = " in out
     saved = np.load(tmp_path / "out.npz")
     assert saved["value/x"].shape == (2, 4) and "state/x/logz" in saved.files
 
@@ -84,6 +85,13 @@ def test_check_ir_compile(capsys):
     (["run", "no/such/file.semir"], "cannot read model file"),
     (["ir", FIG1, "--after", "fusion"], "unknown pass 'fusion'"),
     (["run", FIG1, "--input", "x=NaN", "--input", "y=2"], "contains NaN"),
+    (["run", FIG1, "--input", "x=1", "--input", "y=2", "--path", "y[-]"], "integer indices"),
+    (["run", FIG1, "--input", "x=" + "9" * 5000, "--input", "y=2"], "cannot read '999"),
+    (["run", FIG1, "--input", "x=" + "[" * 100_000 + "]" * 100_000, "--input", "y=2"], "nested too deeply"),
+    (["run", FIG1, "--input", "x=1e400", "--input", "y=2"], "contains inf"),
+    (["run", FIG1, "--entry", "nope", "--input", "x=1"], "no def named 'nope'"),
+    (["run", FIG1, "--semiring", "topk:+3", "--input", "x=1", "--input", "y=2"], "topk:K"),
+    (["run", FIG1, "--input", "x=1", "--input", "y=2", "--out", "/no/such/dir/out.npz"], "does not exist"),
 ])
 def test_user_errors_exit_2_with_one_message(capsys, argv, needle):
     code, out, err = run(capsys, *argv)
@@ -99,3 +107,16 @@ def test_syntax_error_from_the_installed_command(tmp_path):
     assert p.returncode == 2
     assert p.stderr.startswith(f"{bad}:2:13: error: unexpected ')'")
     assert "Traceback" not in p.stderr
+
+
+def test_input_and_output_file_errors_exit_2(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.ones(2))
+    code, _, err = run(capsys, "run", FIG1, "--inputs", str(tmp_path / "x.npy"))
+    assert code == 2 and "expected an .npz file" in err and "Traceback" not in err
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not a zip")
+    code, _, err = run(capsys, "run", FIG1, "--inputs", str(tmp_path / "bad.npz"))
+    assert code == 2 and "cannot read inputs" in err
+    code, _, err = run(capsys, "run", FIG1, "--input", "x=1", "--input", "y=2", "--out", str(tmp_path))
+    assert code == 2 and "Traceback" not in err  # a directory, not a file
+    code, _, err = run(capsys, "check", str(tmp_path))
+    assert code == 2 and "cannot read model file" in err
