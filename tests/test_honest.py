@@ -154,3 +154,18 @@ def test_topk_names_are_ascii_and_bounded():
     for bad in ("topk:+3", "topk:\u0663", "topk: 3", "topk:0", "topk:100000"):
         with pytest.raises(OptionError, match="topk:K"):
             semir.compile(prog, bad)
+
+
+def test_perturbation_attributions_refuse_internal_nodes():
+    from semir import analysis
+
+    prog = semir.parse("def main(x: f64[3], w: f64[3]) -> f64 {\n    h = tanh(x * w)\n    return sum(h)\n}")
+    k = semir.compile(prog, "sum_product", backend="reference", wrt=["x", "h"])
+    ins = {"x": np.array([0.1, 0.2, 0.3]), "w": np.array([1.0, -1.0, 2.0])}
+    assert analysis.saliency(k, ins, "h").shape == (3,)  # reads the gradient at an internal node
+    for method in (analysis.smoothgrad, analysis.integrated_gradients, analysis.gradcheck):
+        with pytest.raises(OptionError, match="internal node"):
+            method(k, ins, "h")
+    with pytest.raises(OptionError, match="sum_product"):
+        analysis.gradcheck(semir.compile(prog, "entropy", backend="reference"), ins, "x")
+    assert analysis.gradcheck(k, ins, "x") < 1e-6
