@@ -22,13 +22,20 @@ import llvmlite
 import numba
 
 import semir
+from semir.errors import OptionError
+
+from . import checked_cache
 
 HEADER = "# semir-cache sha256="
 
 
 def cache_dir() -> Path:
     d = Path(os.environ.get("SEMIR_CACHE_DIR") or Path.home() / ".cache" / "semir")
-    d.mkdir(parents=True, exist_ok=True)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OptionError(f"cannot create the kernel cache {str(d)!r} ({e.strerror}); set SEMIR_CACHE_DIR to a "
+                          "writable directory") from None
     return d
 
 
@@ -73,9 +80,21 @@ def read_valid(path: Path) -> str | None:
     return body if head == HEADER + _digest(body) else None
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, body: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    except OSError as e:
+        raise OptionError(f"the kernel cache {str(path.parent)!r} is not writable ({e.strerror}); set "
+                          "SEMIR_CACHE_DIR to a writable directory") from None
+    try:
+        # mkstemp makes the file 0600; a cache is shared like any other file the user writes (their umask)
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w") as f:
             f.write(HEADER + _digest(body) + "\n" + body)
         os.replace(tmp, path)
@@ -104,6 +123,7 @@ def load(name: str, make_body) -> tuple[ModuleType, bool]:
     except BaseException:
         del sys.modules[name]
         raise
+    checked_cache.protect(module)
     return module, written
 
 

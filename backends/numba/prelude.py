@@ -1,9 +1,12 @@
 """Scalar helpers that generated elementwise kernels call (forward values and local derivatives)."""
 
 import math
+import sys
 
 import numpy as np
 from numba import njit
+
+from .checked_cache import protect
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
@@ -71,3 +74,6 @@ def log_positive(x, out, n):
         p = ((((((((((1.0 / 23.0) * z + 1.0 / 21.0) * z + 1.0 / 19.0) * z + 1.0 / 17.0) * z + 1.0 / 15.0) * z
                   + 1.0 / 13.0) * z + 1.0 / 11.0) * z + 1.0 / 9.0) * z + 1.0 / 7.0) * z + 1.0 / 5.0) * z + 1.0 / 3.0
         out[i] = k * LN2_HI + (2.0 * s + (2.0 * s * z * p + k * LN2_LO))
+
+
+protect(sys.modules[__name__])  # checksummed disk cache for the helpers above (see checked_cache.py)
