@@ -92,7 +92,22 @@ def test_paraphrase_minilm_export_matches_onnxruntime():
     mask = np.ones_like(ids)
     om = semir.import_onnx(path, {"input_ids": ids.shape, "attention_mask": ids.shape}, output="461")
     r = semir.compile(om.program, "sum_product", wrt=["model.0.auto_model.embeddings.word_embeddings.weight"])(
-        **om.inputs(input_ids=ids, attention_mask=mask))
+        **om.inputs(input_ids=ids, attention_mask=mask, readout=np.ones(384)))
     want = ort.InferenceSession(str(path)).run(["461"], {"input_ids": ids, "attention_mask": mask})[0]
     np.testing.assert_allclose(r.value("461"), want, rtol=1e-4, atol=1e-5)
     assert "/model/model.0/auto_model/encoder/layer.0/attention/self/Softmax_output_0" in om.program
+
+
+def test_readout_is_never_a_silent_zero(tmp_path):
+    path = build(tmp_path)
+    ids, mask = np.array([3, 1, 7]), np.array([1, 1, 0])
+    om = semir.import_onnx(path, {"ids": (3,), "mask": (3,)}, output="sq2")
+    with pytest.raises(semir.InputError, match="no readout"):
+        om.inputs(ids=ids, mask=mask)
+    want = ort.InferenceSession(str(path)).run(["sq2"], {"ids": ids, "mask": mask})[0]
+    u = np.linspace(-1, 1, want.shape[-1])
+    first = want[(0,) * (want.ndim - 1)]
+    k = semir.compile(om.program, "sum_product", backend="numba")
+    np.testing.assert_allclose(k(**om.inputs(ids=ids, mask=mask, readout=u)).output, first @ u, rtol=1e-5)
+    om2 = semir.import_onnx(path, {"ids": (3,), "mask": (3,)}, output="sq2", readout=u)
+    np.testing.assert_allclose(k(**om2.inputs(ids=ids, mask=mask)).output, first @ u, rtol=1e-5)

@@ -30,13 +30,23 @@ class OnnxModel:
     weights: dict[str, np.ndarray]
     output: str
     input_names: tuple[str, ...] = field(default=())
+    readout: np.ndarray | None = None  # the default readout vector, when the program has one
 
     def inputs(self, **feeds) -> dict[str, np.ndarray]:
-        """The graph inputs by name (e.g. input_ids, attention_mask) plus the weights (and ``readout``)."""
+        """The graph inputs by name (e.g. input_ids, attention_mask) plus the weights, and ``readout`` when the
+        program reads one out: ``readout=u`` here, else the one given to :func:`import_onnx`. There is no
+        default: a zero readout would make every statistic 0."""
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise InputError(f"missing ONNX input(s): {', '.join(missing)}")
-        return {**self.weights, **{k: np.asarray(v) for k, v in feeds.items()}}
+        out = {**self.weights, **{k: np.asarray(v) for k, v in feeds.items()}}
+        if "readout" in self.program and "readout" not in feeds:
+            if self.readout is None:
+                want = self.program["readout"].type
+                raise InputError(f"readout: no readout vector; pass readout=u ({want}) to inputs() or "
+                                 "import_onnx(..., readout=u): the output is u · the first row of the output")
+            out["readout"] = self.readout
+        return out
 
 
 class _Importer:
@@ -90,7 +100,7 @@ class _Importer:
 
     # -- translation ------------------------------------------------------------
 
-    def run(self, output: str, readout: bool) -> OnnxModel:
+    def run(self, output: str, readout: Any) -> OnnxModel:
         for node in self.graph.node:
             ins = [self.value(i) for i in node.input]
             attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -112,12 +122,18 @@ class _Importer:
             raise OptionError(f"ONNX output {output!r} is not computed from the inputs; outputs: "
                               f"{', '.join(o.name for o in self.graph.output)}")
         out = self.dyn[output]
-        if readout:
-            r = self.b.param("readout", TensorType(DType.f32, (out.shape[-1],)))
+        default = None
+        if readout is not False:
+            width = out.shape[-1]
+            if readout is not True:
+                default = np.asarray(readout)
+                if default.shape != (width,) or default.dtype.kind not in "biuf":
+                    raise InputError(f"readout: expected a vector of shape ({width},), got {default.shape}")
+                default = default.astype(np.float32)
+            r = self.b.param("readout", TensorType(DType.f32, (width,)))
             first = out[(0,) * (out.ndim - 1)] if out.ndim > 1 else out
             out = ops.sum(first * r)
-            self.weights["readout"] = np.zeros(r.shape, np.float32)
-        return OnnxModel(self.b.finish(out, "onnx"), self.weights, output, tuple(self.inputs))
+        return OnnxModel(self.b.finish(out, "onnx"), self.weights, output, tuple(self.inputs), default)
 
 
 def _binary(name: str):
@@ -346,8 +362,12 @@ _RULES = {
 
 
 def import_onnx(path: str | Path, shapes: dict[str, tuple[int, ...]] | None = None, output: str | None = None,
-                readout: bool = True) -> OnnxModel:
-    """Translate an ONNX file; ``output`` names the graph output to analyse (default: the first computed one)."""
+                readout: Any = True) -> OnnxModel:
+    """Translate an ONNX file; ``output`` names the graph output to analyse (default: the first computed one).
+
+    ``readout``: True makes the scalar output ``u · output[0, ..., 0, :]`` with ``u`` an input fed at call time
+    (``OnnxModel.inputs(readout=u)``); a vector makes it that default ``u``; False keeps the output as it is.
+    """
     try:
         import onnx
     except ImportError:
