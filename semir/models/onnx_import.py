@@ -24,6 +24,21 @@ from ..ir.types import DType, TensorType, dtype_from_numpy
 _ONNX_DTYPES = {1: np.float32, 6: np.int32, 7: np.int64, 9: np.bool_, 11: np.float64}
 
 
+def _onnx_dtype(code: int, where: str) -> np.dtype:
+    """The NumPy dtype of an ONNX element type that semir's IR has; any other (float16, int8, ...) is refused:
+    computing it in float32 would silently change every value."""
+    if code in _ONNX_DTYPES:
+        return np.dtype(_ONNX_DTYPES[code])
+    try:
+        from onnx import helper
+
+        name = str(helper.tensor_dtype_to_np_dtype(code))
+    except Exception:
+        name = f"ONNX element type {code}"
+    raise OptionError(f"{where}: element type {name} is not supported (semir computes in float32, float64, "
+                      "int32, int64 and bool)")
+
+
 @dataclass
 class OnnxModel:
     program: Program
@@ -70,7 +85,7 @@ class _Importer:
             et = inp.type.tensor_type
             if inp.name not in shapes:
                 raise InputError(f"ONNX input {inp.name!r} needs a shape: pass shapes={{{inp.name!r}: (...)}}")
-            dt = dtype_from_numpy(np.dtype(_ONNX_DTYPES.get(et.elem_type, np.float32)))
+            dt = dtype_from_numpy(_onnx_dtype(et.elem_type, f"ONNX input {inp.name!r}"))
             self.dyn[inp.name] = self.b.param(inp.name, TensorType(dt, tuple(int(d) for d in shapes[inp.name])))
             self.inputs.append(inp.name)
 
@@ -248,7 +263,7 @@ def _concat(im, node, ins, attrs, dynamic):
 
 
 def _cast(im, node, ins, attrs, dynamic):
-    to = np.dtype(_ONNX_DTYPES.get(attrs["to"], np.float32))
+    to = _onnx_dtype(attrs["to"], f"ONNX Cast node {node.name!r}")
     if not dynamic:
         return np.asarray(ins[0]).astype(to)
     return ops.cast(ins[0], dtype_from_numpy(to).value)
