@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -10,6 +11,7 @@ import numpy as np
 
 from .errors import OptionError, SemirError, suggest
 from .ir.node import Program
+from .ir.ops import Op
 from .semirings import EDGE_END, EDGE_NONE, Semiring, State
 
 
@@ -94,7 +96,37 @@ class Result:
 
     def node(self, name: str) -> np.ndarray:
         """The reported value (the semiring's finalisation) of the derivative at any computed node."""
-        return self.semiring.finalize(self.state(name))
+        return self._checked(self.semiring.finalize(self.state(name)))
+
+    @functools.cached_property
+    def nonfinite(self) -> str | None:
+        """The first node on a gradient path (from a ``wrt`` node to the output) whose forward value holds NaN
+        or inf, or None. Where there is one, semirings whose ``nonfinite`` policy is "nan" report NaN
+        everywhere and refuse paths: their values would depend on the order of evaluation."""
+        if self.values is None:
+            return None
+        prog = self.program
+        reach = {prog.output}
+        for n in reversed(prog.nodes):
+            if n.name in reach:
+                reach.update(n.inputs)
+        live = {prog.resolve(w) for w in self.wrt}
+        for n in prog.nodes:
+            if n.name in live or (n.op is not Op.detach and any(i in live for i in n.inputs)):
+                live.add(n.name)
+                if n.name not in reach:
+                    continue
+                # the node and every operand of it: an operand off the path still sets the edge weights
+                for m in (n.name, *n.inputs):
+                    v = self.values.get(m)
+                    if prog.by_name[m].type.dtype.is_float and v is not None and not np.all(np.isfinite(v)):
+                        return m
+        return None
+
+    def _checked(self, reported: np.ndarray) -> np.ndarray:
+        if self.semiring.nonfinite != "nan" or self.nonfinite is None:
+            return reported
+        return np.full(np.shape(reported), np.nan)
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.node(name)
@@ -109,7 +141,7 @@ class Result:
 
     def aggregate(self, name: str, axis: int | tuple[int, ...] | None = None) -> np.ndarray:
         """⊕ the states of ``name`` over ``axis`` (None: all), then finalise (entropy of the union of paths)."""
-        return self.semiring.finalize(self.aggregate_state(name, axis))
+        return self._checked(self.semiring.finalize(self.aggregate_state(name, axis)))
 
     def aggregate_state(self, name: str, axis: int | tuple[int, ...] | None = None) -> State:
         s = self.state(name)
@@ -134,6 +166,8 @@ class Result:
             raise OptionError(f"semiring {sr.name!r} does not record paths; use max_product, max_abs or topk:K")
         if self.edge_info is None:
             raise SemirError("this kernel did not keep path pointers")
+        if self.semiring.nonfinite == "nan" and self.nonfinite is not None:
+            raise SemirError(f"no path is defined: node {self.nonfinite!r} holds NaN or inf on a gradient path")
         comp = DEFAULT_COMPONENT[sr.paths] if component is None else component
         if sr.paths == "signed" and comp not in ("hi", "lo"):
             raise OptionError(f"component must be 'hi' or 'lo', got {comp!r}")

@@ -169,3 +169,35 @@ def test_perturbation_attributions_refuse_internal_nodes():
     with pytest.raises(OptionError, match="sum_product"):
         analysis.gradcheck(semir.compile(prog, "entropy", backend="reference"), ins, "x")
     assert analysis.gradcheck(k, ins, "x") < 1e-6
+
+
+@pytest.mark.parametrize("semiring", ALL)
+def test_one_nonfinite_policy_on_every_backend(semiring):
+    prog = semir.load(EXAMPLES / "mlp.semir")
+    ins = random_inputs(prog, seed=1, dims={"B": 2})
+    ins["x"] = ins["x"].copy()
+    ins["x"][0, 0] = np.nan
+    rs = [semir.compile(prog, semiring, backend=b, allow_nonfinite=True)(**ins) for b in ("reference", "numba")]
+    sr = rs[0].semiring
+    for name in rs[0].wrt:
+        a, b = (np.asarray(r[name], float) for r in rs)
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=name)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True, err_msg=name)
+        if sr.nonfinite == "nan":
+            assert np.isnan(a).all()
+    if sr.has_paths:
+        with pytest.raises(semir.SemirError, match="NaN or inf"):
+            rs[1].path("w1", (0, 0))
+    assert rs[0].nonfinite == rs[1].nonfinite == "x"
+
+
+def test_nonfinite_values_off_the_gradient_paths_change_nothing():
+    # exp(y) = inf lies on no path from x, and the output is finite
+    prog = semir.parse("def main(x: f64[2], y: f64) -> f64 {\n    return sum(tanh(x)) + exp(-exp(y))\n}")
+    r = semir.compile(prog, "entropy", backend="numba", wrt=["x"])(x=np.array([0.1, 0.2]), y=1000.0)
+    assert r.nonfinite is None and np.array_equal(r["x"], [0.0, 0.0])
+    # an operand off the path still sets a weight on it: inf * tanh(x) has weight inf into tanh(x)
+    prog = semir.parse("def main(x: f64[2], y: f64) -> f64 {\n    return sum(tanh(x) * exp(y))\n}")
+    r = semir.compile(prog, "entropy", backend="numba", wrt=["x"], allow_nonfinite=True)(x=np.array([0.1, 0.2]),
+                                                                                          y=1000.0)
+    assert r.nonfinite is not None and np.isnan(r["x"]).all()

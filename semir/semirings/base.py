@@ -81,6 +81,11 @@ class Semiring:
     # lookup, these (value field, pointer field) pairs are combined by an ordinary sum over the valid terms
     # instead of ⊕; the pointer keeps the ⊕-best term. Empty for ring semirings, whose ⊕ already is that sum.
     lumped: tuple[tuple[str, str], ...] = ()
+    # What a non-finite forward value on a gradient path does to the reported values: "ieee" (the arithmetic
+    # itself is defined: sum_product), "structural" (only whether a weight is non-zero matters: counting,
+    # boolean), or "nan" (max, sort and log of NaN or inf depend on evaluation order, so every reported
+    # value is NaN and paths are refused: the one policy on every backend).
+    nonfinite: str = "nan"
 
     @property
     def selective(self) -> bool:

@@ -33,6 +33,7 @@ def _linear_gemm(U, V, other, ao, bo, yo, M, K, N, slot):
 
 sum_product = Semiring(
     name="sum_product",
+    nonfinite="ieee",
     fields=(Field("v", 0.0, 1.0),),
     plus=lambda a, b: {"v": a["v"] + b["v"]},
     times=lambda a, b: {"v": a["v"] * b["v"]},
@@ -806,6 +807,7 @@ def _counting(f):
 
 counting = Semiring(
     name="counting",
+    nonfinite="structural",
     fields=(Field("count", 0.0, 1.0, "float64"), Field("log_count", -np.inf, 0.0, "float64")),
     plus=lambda a, b: _counting(lambda: {"count": a["count"] + b["count"],
                                          "log_count": np.logaddexp(a["log_count"], b["log_count"])}),
@@ -836,6 +838,7 @@ def acc(U_count, U_log_count, j, V_count, V_log_count, i, w, e):
 
 boolean = Semiring(
     name="boolean",
+    nonfinite="structural",
     fields=(Field("b", False, True, "bool"),),
     plus=lambda a, b: {"b": a["b"] | b["b"]},
     times=lambda a, b: {"b": a["b"] & b["b"]},
