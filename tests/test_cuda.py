@@ -118,3 +118,19 @@ def test_emit_ptx_on_a_real_gpu():
     k = semir.compile(semir.load(EXAMPLES / "mlp.semir"), "max_product", backend="cuda")
     ptx = k.emit("ptx")
     assert ".entry" in ptx and "matmul_bwd_a" in ptx
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_contraction_tiles_fit_the_shared_memory_budget(dtype):
+    from semir.backends.cuda import launch
+    from semir.semirings import BUILTIN
+
+    device_tile = 16  # the tile on a real GPU (the simulator uses smaller ones)
+    srs = list(BUILTIN.values()) + [semir.semirings.get(f"topk:{k}") for k in (1, 2, 7, 8, 9, 10, 64, 1024)]
+    for sr in srs:
+        t = launch.tile_for(sr, dtype, device_tile)
+        assert 1 <= t <= device_tile
+        assert launch.shared_bytes(sr, dtype, t) <= launch.SHARED_BYTES, sr.name
+        assert t == device_tile or launch.shared_bytes(sr, dtype, t + 1) > launch.SHARED_BYTES, sr.name
+    # the case that overflowed before: topk:8 in float64 needs more than 48 KiB at 16 x 16
+    assert launch.tile_for(semir.semirings.get("topk:8"), np.float64, device_tile) < device_tile

@@ -101,7 +101,7 @@ def _layernorm(k, s, u, n):
 def _matmul(k, s, u, n):
     kern = "matmul_bwd_a" if s == 0 else "matmul_bwd_b"
     return _bwd(kern, f"G.mm_bwd_grid[{k}][{s}]", k, u, _in(n, 1 - s), f"*G.mm[{k}]", f"*G.mm_groups[{k}][{s}]",
-                f"*plan.mm[{k}][3:]", f"plan.base[{k}][{s}]", block="(TILE, TILE)")
+                f"*plan.mm[{k}][3:]", f"plan.base[{k}][{s}]", block="(SR.TILE, SR.TILE)")
 
 
 def _scatter(k, s, u, n):

@@ -53,7 +53,8 @@ class DevicePlan:
         from semir.backends.reference.jacobian import _rows
 
         up = cuda.to_device
-        T = launch.TILE
+        T = launch.TILE  # forward contractions
+        Tb = launch.tile_for(sr, fdt)  # backward contractions: the semiring's carriers share the block
         self.V = []
         for k, n in enumerate(prog.nodes):
             if n.op is Op.const:
@@ -102,8 +103,8 @@ class DevicePlan:
                 self.mm_grid[k] = (-(-N // T), -(-M // T), len(y_off))
                 ga, gb = _groups(a_off), _groups(b_off)
                 self.mm_groups[k] = (tuple(up(x) for x in ga), tuple(up(x) for x in gb))
-                self.mm_bwd_grid[k] = ((-(-K // T), -(-M // T), len(ga[0]) - 1),
-                                       (-(-N // T), -(-K // T), len(gb[0]) - 1))
+                self.mm_bwd_grid[k] = ((-(-K // Tb), -(-M // Tb), len(ga[0]) - 1),
+                                       (-(-N // Tb), -(-K // Tb), len(gb[0]) - 1))
 
 
 class CudaKernel:
@@ -128,7 +129,7 @@ class CudaKernel:
         self.float_dtype = np.dtype(float_dtype_of(prog))
         self.analysis = cpu_codegen.analyse(prog, wrt)
         sim = f"sim={launch.SIMULATOR}"
-        sr_source = templates.instantiate(semiring, self.float_dtype, launch.TILE)
+        sr_source = templates.instantiate(semiring, self.float_dtype, launch.tile_for(semiring, self.float_dtype))
         self.sr_name = f"semir_cusr_{cache.key(sr_source, sim, _digest())}"
         self.sr, _ = cache.load(self.sr_name, lambda: sr_source)
         ir = prog.format()
