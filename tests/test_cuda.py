@@ -123,6 +123,7 @@ def test_emit_ptx_on_a_real_gpu():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_contraction_tiles_fit_the_shared_memory_budget(dtype):
     from semir.backends.cuda import launch
+
     from semir.semirings import BUILTIN
 
     device_tile = 16  # the tile on a real GPU (the simulator uses smaller ones)

@@ -65,7 +65,12 @@ def np_lstm(xs, h0, c0, wih, whh, b, u):
     return (h * u).sum()
 
 
-NUMPY = {"paper_fig1": np_paper_fig1, "mlp": np_mlp, "attention": np_attention,
+def np_simplify(x, w):
+    a = np.tanh(x * w)
+    return np.sum(2.0 * a) + np.sum(a) + np.sum(x * 0.0) + np.sum(x * -0.0) + np.sum(a * a)
+
+
+NUMPY = {"paper_fig1": np_paper_fig1, "mlp": np_mlp, "attention": np_attention, "simplify": np_simplify,
          "transformer_layer": np_transformer_layer, "lstm": np_lstm}
 MODELS = sorted(p.stem for p in EXAMPLES.glob("*.semir"))
 

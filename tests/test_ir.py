@@ -39,6 +39,25 @@ def test_example_ir_golden_and_round_trip(model, accept):
         assert semir.parse_ir(str(p)) == p
 
 
+def test_simplifying_passes_golden_and_results_unchanged(accept):
+    """fold (constant arithmetic), cse (x * c twice) and dce (an unused tanh) each change this program, and
+    the optimised program gives the same results in every semiring."""
+    prog = semir.parse_ir((GOLDEN / "fold.ir").read_text())
+    changed = []
+    opt = optimize(prog, on_pass=lambda name, p: changed.append((name, str(p))))
+    check_golden("fold.opt.ir", str(opt), accept)
+    text = str(prog)
+    for name, after in changed:
+        if name in ("fold", "cse", "dce"):
+            assert after != text, f"{name} changed nothing"
+        text = after
+    x = np.array([0.3, -1.2, 2.0])
+    for s in ("sum_product", "max_product", "entropy", "counting", "topk:2"):
+        on = semir.compile(prog, s, backend="reference")(x=x)
+        off = semir.compile(prog, s, backend="reference", optimize_ir=False)(x=x)
+        np.testing.assert_allclose(np.asarray(on["x"], float), np.asarray(off["x"], float), rtol=1e-12)
+
+
 def test_ir_is_byte_identical_across_processes():
     code = "import semir; print(semir.passes.optimize(semir.load('examples/transformer_layer.semir')))"
     root = EXAMPLES.parent
