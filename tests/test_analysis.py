@@ -86,6 +86,8 @@ def test_gradcheck_catches_a_wrong_gradient():
     k = semir.compile(prog, "sum_product", backend="reference")
 
     class Wrong:
+        semiring, program, wrt = k.semiring, k.program, k.wrt
+
         def __call__(self, **ins):
             r = k(**ins)
             r.states["x"]["v"] = r.states["x"]["v"] * 1.01

@@ -72,9 +72,9 @@ def bwd_softmax({U}, {V}, s, outer, n, inner, log, base):
                 i = start + ii * inner
                 d = 1.0 if ii == jj else 0.0
                 if log:
-                    w = d - sj
+                    w = s.dtype.type(d - sj)  # the node's dtype, as the reference rounds weights
                 else:
-                    w = s[i] * (d - sj)
+                    w = s.dtype.type(s[i] * (d - sj))
                 acc({U}, j, {V}, i, w, base + i)
 
 
@@ -88,7 +88,7 @@ def bwd_layernorm({U}, {V}, xhat, inv, gamma, rows, n, base):
             for ii in range(n):
                 i = start + ii
                 d = 1.0 if ii == jj else 0.0
-                w = gamma[ii] * inv[r] * (d - 1.0 / n - xhat[i] * xhat[j] / n)
+                w = xhat.dtype.type(gamma[ii] * inv[r] * (d - 1.0 / n - xhat[i] * xhat[j] / n))
                 acc({U}, j, {V}, i, w, base + i)
 '''
 
@@ -158,9 +158,9 @@ def bwd_softmax({U}, {V}, s, outer, n, inner, log, base):
                 i = start + ii * inner
                 d = 1.0 if ii == jj else 0.0
                 if log:
-                    w = d - sj
+                    w = s.dtype.type(d - sj)  # the node's dtype, as the reference rounds weights
                 else:
-                    w = s[i] * (d - sj)
+                    w = s.dtype.type(s[i] * (d - sj))
                 e = base + i
 %%STEP 16
 %%MERGE 12
@@ -178,7 +178,7 @@ def bwd_layernorm({U}, {V}, xhat, inv, gamma, rows, n, base):
             for ii in range(n):
                 i = start + ii
                 d = 1.0 if ii == jj else 0.0
-                w = gamma[ii] * inv[r] * (d - 1.0 / n - xhat[i] * xj)
+                w = xhat.dtype.type(gamma[ii] * inv[r] * (d - 1.0 / n - xhat[i] * xj))
                 e = base + i
 %%STEP 16
 %%MERGE 12

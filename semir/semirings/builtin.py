@@ -499,7 +499,7 @@ def _mp_ln_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, xhat, inv, gamma, n
         xi = xhat[i]
         for jj in range(n):
             d = 1.0 if ii == jj else 0.0
-            w = gi * (d - 1.0 / n - xi * (xhat[start + jj] / n))
+            w = xhat.dtype.type(gi * (d - 1.0 / n - xi * (xhat[start + jj] / n)))  # rounded as the reference
             p = w * vh
             q = w * vl
             ch = max(p, q)
@@ -563,7 +563,7 @@ def acc(U_hi, U_lo, U_hi_edge, U_lo_edge, j, V_hi, V_lo, V_hi_edge, V_lo_edge, i
     numba_reduce=("bh = -np.inf\nbl = np.inf\neh = -1\nel = -1", """
 vh = V_hi[{i}]
 if vh != -np.inf:
-    w_ = {w}
+    w_ = V_hi.dtype.type({w})
     p = w_ * vh
     q = w_ * V_lo[{i}]
     ch = max(p, q)
@@ -662,7 +662,7 @@ def matmul_bwd_a(U_v, U_edge, V_v, V_edge, B, a_off, b_off, y_off, M, K, N, base
 """,
     numba_reduce=("best = -1.0\nbv = 0.0\nbe = -1", """
 if V_edge[{i}] != EDGE_NONE:
-    c = ({w}) * V_v[{i}]
+    c = V_v.dtype.type({w}) * V_v[{i}]
     a = abs(c)
     if a > best:
         best = a
