@@ -265,13 +265,16 @@ class BertModel:
             self._programs[key] = b.finish(B.sum(h * cot), f"bert_layers_{first}_{last}")
         return self._programs[key]
 
-    def block_inputs(self, first: int, last: int, h_in, mask=None) -> dict[str, np.ndarray]:
+    def block_inputs(self, first: int, last: int, h_in, cotangent=None, mask=None) -> dict[str, np.ndarray]:
+        """Inputs of :meth:`block_program`. Without ``cotangent`` the dict has none, and a call without one is
+        an error (a zero cotangent would make every gradient 0)."""
         params = self._params()
         pre = tuple(f"encoder.layer.{i}." for i in range(first, last + 1))
         h_in = np.asarray(h_in, np.float32)
         out = {k: v for k, v in params.items() if k.startswith(pre)}
-        out.update(h_in=h_in, cotangent=np.zeros_like(h_in),
-                   attention_mask=np.ones(len(h_in), np.float32) if mask is None else np.asarray(mask, np.float32))
+        out.update(h_in=h_in, attention_mask=self._check_mask(mask, len(h_in)))
+        if cotangent is not None:
+            out["cotangent"] = np.asarray(cotangent, np.float32)
         return out
 
     # -- graph pieces ---------------------------------------------------------

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from .. import ops as B
+from ..errors import InputError
 from ..frontend.builder import Builder, Value
 from ..ir.node import Program
 from ..ir.types import DType, SymDim, TensorType
@@ -69,6 +70,10 @@ class TinyTransformer:
         return self._programs["readout"]
 
     def inputs(self, ids, readout=None) -> dict[str, np.ndarray]:
+        """Inputs of :meth:`program`; ``readout`` defaults to [-1, 1], the logit difference of class 1 over
+        class 0 (two classes; give one of length ``classes`` otherwise)."""
+        if readout is None and self.classes != 2:
+            raise InputError(f"readout: {self.classes} classes have no default logit difference; pass readout=u")
         r = np.array([-1.0, 1.0] if readout is None else readout, np.float32)
         return {**self.params, "ids": np.asarray(ids, np.int64), "readout": r}
 
