@@ -125,4 +125,6 @@ def compare_paths(got, ref, semiring, dims, limit=64):
                     continue
                 # equal-value ties break toward the same edge on every backend, so paths agree exactly
                 assert [s[:2] for s in p_got] == [s[:2] for s in p_ref], (name, idx, comp)
-                np.testing.assert_allclose([s[2] for s in p_got], [s[2] for s in p_ref], rtol=1e-12)
+                # float32: a weight such as 1 - tanh² cancels, so 1 ulp in a forward value shows as 1e-7 absolute
+                tol = {"rtol": 1e-12} if ref.float_dtype == np.float64 else {"rtol": 1e-4, "atol": 1e-6}
+                np.testing.assert_allclose([s[2] for s in p_got], [s[2] for s in p_ref], **tol)
