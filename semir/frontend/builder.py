@@ -244,3 +244,50 @@ class Value:
         from . import builtins
 
         return builtins.getitem(self, key)
+
+    def __abs__(self):
+        return self.builder.op(Op.abs, [self])
+
+    # NumPy-style methods and attributes, so traced code reads like array code.
+    @property
+    def T(self) -> Value:
+        from . import builtins
+
+        return builtins.transpose(self)
+
+    def transpose(self, *axes):
+        from . import builtins
+
+        return builtins.transpose(self, list(axes[0] if len(axes) == 1 and isinstance(axes[0], list | tuple)
+                                             else axes) or None)
+
+    def reshape(self, *shape):
+        from . import builtins
+
+        return builtins.reshape(self, list(shape[0] if len(shape) == 1 and isinstance(shape[0], list | tuple)
+                                           else shape))
+
+    def sum(self, axis=None, keepdims=False):
+        from . import builtins
+
+        return builtins.BUILTINS["sum"](self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        from . import builtins
+
+        return builtins.BUILTINS["mean"](self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        from . import builtins
+
+        return builtins.BUILTINS["max"](self, axis, keepdims)
+
+    def __array_ufunc__(self, ufunc, method, *args, **kwargs):
+        from .numpy_interop import ufunc as apply
+
+        return apply(ufunc, method, args, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        from .numpy_interop import function as apply
+
+        return apply(func, args, kwargs)
