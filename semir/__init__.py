@@ -26,6 +26,13 @@ def import_onnx(path, shapes=None, output=None, readout=True):
     return _import(path, shapes, output, readout)
 
 
+def from_torch(module, example_inputs, name=None):
+    """A PyTorch module, captured with ``torch.export``, as IR (see :mod:`semir.frontend.torch_export`)."""
+    from .frontend.torch_export import from_torch as _from_torch
+
+    return _from_torch(module, example_inputs, name)
+
+
 def load(path, entry=None) -> Program:
     """Parse a model file into IR."""
     from pathlib import Path
@@ -42,5 +49,5 @@ def load(path, entry=None) -> Program:
 
 __all__ = [
     "DType", "InputError", "OptionError", "Program", "SemirError", "SourceError", "TensorType", "TypeCheckError",
-    "compile", "import_onnx", "load", "models", "ops", "parse", "parse_ir", "semirings", "trace",
+    "compile", "from_torch", "import_onnx", "load", "models", "ops", "parse", "parse_ir", "semirings", "trace",
 ]

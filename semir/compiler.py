@@ -84,6 +84,7 @@ def compile(prog: Program, semiring: str | Semiring = "sum_product", backend: st
     backend; paths then follow each lumped sum's dominant term).
     Returns a kernel; call it with inputs by name to get a :class:`Result`.
     """
+    prog = getattr(prog, "program", prog)  # an imported model (from_torch, import_onnx) carries its program
     if not isinstance(prog, Program):
         raise SemirError(f"compile expects a semir Program, got {type(prog).__name__}")
     sr = get_semiring(semiring)
