@@ -76,6 +76,13 @@ class Result:
     edge_info: EdgeInfo | None = None
     float_dtype: Any = np.float64
 
+    def __repr__(self) -> str:  # short: the states of a real model are megabytes
+        out = np.asarray(self.output)
+        value = f"{out.item():.6g}" if out.size == 1 else f"array of shape {out.shape}"
+        wrt = ", ".join(f"{n} {tuple(np.shape(self.states[self.program.resolve(n)][self.semiring.fields[0].name]))}"
+                        for n in self.wrt[:4]) + (f", ... ({len(self.wrt) - 4} more)" if len(self.wrt) > 4 else "")
+        return f"<Result {self.semiring.name} on {self.backend}: output {value}; wrt {wrt}>"
+
     # -- lookup ---------------------------------------------------------------
 
     def _name(self, name: str) -> str:

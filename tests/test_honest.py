@@ -214,3 +214,11 @@ def test_float32_paths_from_every_element_agree(example):
             ref = semir.compile(prog, s, backend="reference")(**ins)
             got = semir.compile(prog, s, backend="numba")(**ins)
             compare_paths(got, ref, s, dims, limit=48)
+
+
+def test_reprs_are_short(bert):
+    prog = bert.program(readout=np.ones(8), position=0)
+    r = semir.compile(prog, "max_product", backend="numba", wrt=["embeddings"])(**bert.inputs(bert.tokenize("the")))
+    for obj in (bert, prog, r):
+        assert len(repr(obj)) < 300, repr(obj)
+    assert "max_product on numba" in repr(r) and "layers" in repr(bert)

@@ -40,6 +40,9 @@ class TorchModel:
     output_node: str = ""
     module_paths: tuple[str, ...] = field(default=())
 
+    def __repr__(self) -> str:
+        return f"<TorchModel {self.program!r}; {len(self.params)} parameters; modules {len(self.module_paths)}>"
+
     def inputs(self, *args, **kwargs) -> dict[str, np.ndarray]:
         """The program's inputs: the user inputs (positional in ``forward``'s order, or by name) plus every
         parameter and buffer of the module."""

@@ -133,6 +133,11 @@ class Program:
 
         return format_program(self)
 
+    def __repr__(self) -> str:  # short: a real model has thousands of nodes; str() prints the IR
+        ins = [f"{n.name}: {n.type}" for n in self.inputs]
+        shown = ", ".join(ins[:4]) + (f", ... ({len(ins) - 4} more)" if len(ins) > 4 else "")
+        return f"<Program {self.name!r}: {len(self.nodes)} nodes; inputs {shown}; output {self.output_node.type}>"
+
     def format(self, locations: bool = False) -> str:
         from .printer import format_program
 

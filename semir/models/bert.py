@@ -80,6 +80,10 @@ class BertModel:
             tok.no_truncation()
         return cls(path, config, weights, tok)
 
+    def __repr__(self) -> str:
+        return (f"<BertModel {str(self.path)!r}: {self.layers} layers, hidden {self.hidden}, {self.heads} heads, "
+                f"vocabulary {self.config.get('vocab_size')}>")
+
     # -- configuration ------------------------------------------------------
 
     @property

@@ -47,6 +47,9 @@ class OnnxModel:
     input_names: tuple[str, ...] = field(default=())
     readout: np.ndarray | None = None  # the default readout vector, when the program has one
 
+    def __repr__(self) -> str:
+        return f"<OnnxModel output {self.output!r}: {self.program!r}; {len(self.weights)} weights>"
+
     def inputs(self, **feeds) -> dict[str, np.ndarray]:
         """The graph inputs by name (e.g. input_ids, attention_mask) plus the weights, and ``readout`` when the
         program reads one out: ``readout=u`` here, else the one given to :func:`import_onnx`. There is no

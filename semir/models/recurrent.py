@@ -30,6 +30,9 @@ class RecurrentModel:
     kind: str
     weights: dict[str, np.ndarray]
 
+    def __repr__(self) -> str:
+        return f"<RecurrentModel {self.kind}: {len(self.weights)} weight arrays>"
+
     @classmethod
     def from_npz(cls, path: str | Path, kind: str = "lstm") -> RecurrentModel:
         if kind not in GATES:
