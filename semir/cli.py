@@ -191,7 +191,10 @@ def _fmt(a: Any) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = _Parser(prog="semir", description="Semiring backpropagation compiler: gradients, top paths, entropy.")
+    p.add_argument("--version", action="version", version=f"semir {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def model_cmd(name: str, help: str):

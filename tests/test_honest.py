@@ -222,3 +222,15 @@ def test_reprs_are_short(bert):
     for obj in (bert, prog, r):
         assert len(repr(obj)) < 300, repr(obj)
     assert "max_product on numba" in repr(r) and "layers" in repr(bert)
+
+
+def test_register_never_silently_shadows_a_semiring():
+    s = semir.semirings.from_scalar("entropy", 0.0, 1.0, lambda a, b: a + b, lambda a, b: a * b)
+    with pytest.raises(OptionError, match="built-in"):
+        semir.semirings.register(s)
+    assert semir.semirings.get("entropy").name == "entropy" and semir.semirings.get("entropy").numba is not None
+    mine = semir.semirings.from_scalar("plain_sum_test", 0.0, 1.0, lambda a, b: a + b, lambda a, b: a * b)
+    semir.semirings.register(mine)
+    with pytest.raises(OptionError, match="already registered"):
+        semir.semirings.register(mine)
+    semir.semirings.register(mine, replace=True)

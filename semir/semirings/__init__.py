@@ -35,10 +35,16 @@ def get(name: str | Semiring) -> Semiring:
     raise unknown("semiring", str(name), names())
 
 
-def register(semiring: Semiring) -> Semiring:
-    """Make a semiring available by name to ``semir.compile`` and the CLI."""
+def register(semiring: Semiring, replace: bool = False) -> Semiring:
+    """Make a semiring available by name to ``semir.compile`` and the CLI. A built-in name, or one already
+    registered, is replaced only with ``replace=True``: silently shadowing ``entropy`` would change what
+    every later ``compile(..., "entropy")`` computes."""
     if not isinstance(semiring, Semiring):
         raise OptionError(f"register expects a Semiring, got {type(semiring).__name__}")
+    if (semiring.name in _REGISTRY or semiring.name.startswith("topk:")) and not replace:
+        what = "a built-in semiring" if semiring.name in BUILTIN or semiring.name.startswith("topk:") else \
+            "already registered"
+        raise OptionError(f"semiring name {semiring.name!r} is {what}; choose another name or pass replace=True")
     _REGISTRY[semiring.name] = semiring
     return semiring
 
