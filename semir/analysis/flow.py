@@ -1,4 +1,6 @@
-"""Token-to-token gradient flow per layer (shared/papers/bert-information-flow.txt).
+"""Token-to-token gradient flow per layer: gradient norms between token positions, read as how much
+information flows from one token to another through a layer (as in studies of BERT that compare gradients
+with attention weights and syntax).
 
 ``G_n(t1, t2)``: the 2-norm (Frobenius) of ∂h_n[t2] / ∂h_{n-1}[t1], the Jacobian block from token t1
 entering layer n to token t2 leaving it. ``G*_n`` is the same from the embeddings (before layer 0), and
