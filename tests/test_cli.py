@@ -42,7 +42,7 @@ def test_run_path_and_wrt_internal_node(capsys):
     doc = json.loads(out)
     assert set(doc["wrt"]) == {"x", "x3", "y"}  # a --path node is computed too
     steps = doc["paths"]["y[]"]
-    assert [s[0] for s in steps] == ["y", "x4", "%0"] and math.prod(s[2] for s in steps) == pytest.approx(-1)
+    assert [s[0] for s in steps] == ["y", "x4", "output"] and math.prod(s[2] for s in steps) == pytest.approx(-1)
 
 
 def test_run_inputs_npz_and_out(tmp_path, capsys):

@@ -3,6 +3,7 @@ Python traceback; on the CLI, exit 2 and no traceback."""
 
 import contextlib
 import io
+import os
 import re
 
 from conftest import EXAMPLES
@@ -41,7 +42,7 @@ def _mutate(src: bytes, muts) -> bytes:
     return bytes(s)
 
 
-@settings(max_examples=300)
+@settings(max_examples=int(os.environ.get("SEMIR_FUZZ_EXAMPLES", 300)))
 @given(st.sampled_from(SOURCES), st.lists(mutation, min_size=1, max_size=4))
 def test_fuzzed_model_text_gives_a_positioned_error_or_a_program(tmp_path_factory, src, muts):
     path = tmp_path_factory.mktemp("fuzz") / "m.semir"

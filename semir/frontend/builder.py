@@ -145,6 +145,8 @@ class Builder:
                     aliases.append((full, nid))
                 else:
                     names[nid] = full
+        if output.id not in names:  # paths and tables end at a node a reader can recognise
+            names[output.id] = fresh("output", used)
         temp = 0
         nodes = []
         for nid, d in enumerate(self.drafts):
