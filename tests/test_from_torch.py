@@ -134,3 +134,55 @@ def test_unsupported_ops_name_the_op_and_the_module():
         semir.from_torch(lambda x: x, (torch.randn(2),))
     with pytest.raises(semir.InputError, match="missing input"):
         semir.from_torch(Block(), (torch.randn(2, 8),)).inputs()
+
+
+def _decoder(kind):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    common = dict(vocab_size=40, max_position_embeddings=16, attn_implementation="eager", bos_token_id=0,
+                  eos_token_id=0)
+    if kind == "gpt2":
+        cfg = transformers.GPT2Config(n_embd=8, n_layer=2, n_head=2, n_positions=16, **common)
+        return transformers.GPT2LMHeadModel(cfg).eval()
+    cfg = transformers.LlamaConfig(hidden_size=8, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                   num_key_value_heads=1, **common)  # grouped-query attention, RMSNorm, rotary
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+class NextTokenLogit(nn.Module):
+    """The logit of token 3 at the last position: a decoder's next-token objective."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, ids):
+        return self.lm(input_ids=ids[None], use_cache=False).logits[0, -1, 3]
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_transformers_decoders_equal_torch_autograd(kind):
+    """Tiny random GPT-2 (Conv1D, tied LM head, causal mask) and Llama-style (RMSNorm, rotary, SwiGLU, GQA)."""
+    w = NextTokenLogit(_decoder(kind)).eval()
+    ids = torch.tensor([1, 2, 3, 4])
+    tm = semir.from_torch(w, (ids,))
+    params = dict(w.named_parameters())
+    k = semir.compile(tm, "sum_product", wrt=sorted(params))
+    r = k(**tm.inputs(ids))
+    out = w(ids)
+    out.backward()
+    assert float(r.output) == pytest.approx(float(out.detach()), rel=1e-5, abs=1e-7)
+    for pname, p in params.items():
+        g = np.zeros(p.shape, np.float32) if p.grad is None else p.grad.numpy()
+        np.testing.assert_allclose(r[pname], g, rtol=1e-4, atol=1e-6, err_msg=pname)
+    # constants (positions, the causal mask) were folded from shapes only: other ids give torch's output too
+    other = torch.tensor([7, 0, 9, 5])
+    assert float(semir.compile(tm, "sum_product", wrt=[]).forward(**tm.inputs(other))) == pytest.approx(
+        float(w(other).detach()), rel=1e-5, abs=1e-7)
+    # a top path from a token's embedding row to the logit, numba = reference
+    emb = "lm.transformer.wte.weight" if kind == "gpt2" else "lm.model.embed_tokens.weight"
+    got = semir.compile(tm, "max_product", backend="numba", wrt=[emb])(**tm.inputs(ids))
+    ref = semir.compile(tm, "max_product", backend="reference", wrt=[emb])(**tm.inputs(ids))
+    compare(got, ref, "max_product", 2e-4, 1e-5)
+    path = got.path(emb, (2, 0))
+    assert path[-1].node == tm.program.output and path[0].node == emb

@@ -81,7 +81,7 @@ def from_torch(module, example_inputs: tuple, name: str | None = None) -> TorchM
         raise OptionError(f"from_torch expects a torch.nn.Module, got {type(module).__name__}")
     if not isinstance(example_inputs, tuple):
         example_inputs = (example_inputs,)
-    was_training = module.training
+    modes = [(m, m.training) for m in module.modules()]
     module.eval()  # dropout off, batch norm with running statistics: the function being analysed
     try:
         ep = torch.export.export(module, example_inputs).run_decompositions()
@@ -89,7 +89,8 @@ def from_torch(module, example_inputs: tuple, name: str | None = None) -> TorchM
         raise OptionError(f"torch.export could not capture {type(module).__name__}: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}") from None
     finally:
-        module.train(was_training)
+        for m, training in modes:  # each submodule as it was (train() on the root would set them all)
+            m.training = training
     return _Translator(ep, torch).run(name or type(module).__name__)
 
 
@@ -100,6 +101,10 @@ class _Translator:
         self.env: dict[str, Any] = {}
         self.params: dict[str, np.ndarray] = {}
         self.user_inputs: list[str] = []
+        # Nodes computed from no input at all (positions, causal masks): evaluated here with torch, since the
+        # shapes are fixed. Never a node that depends on an input or a parameter, whose value changes per call.
+        self.consts: dict[str, Any] = {}
+        self.const_inputs: dict[str, Value] = {}
 
     def run(self, name: str) -> TorchModel:
         sig = self.ep.graph_signature
@@ -108,6 +113,7 @@ class _Translator:
         graph = self.ep.graph
         paths: dict[str, str] = {}
         out_value = None
+        tied: dict[int, Value] = {}  # one input per tensor: a tied weight's names are aliases of it
         for node in graph.nodes:
             if node.op == "placeholder":
                 spec = kinds[node.name]
@@ -116,9 +122,19 @@ class _Translator:
                     self.user_inputs.append(pname)
                 else:
                     pname = spec.target
-                    self.params[pname] = _numpy(state[pname])
+                    tensor = state[pname]
+                    if id(tensor) in tied:
+                        self.env[node.name] = tied[id(tensor)]
+                        self.b.bind(tied[id(tensor)], pname)
+                        continue
+                    self.params[pname] = _numpy(tensor)
                 self.env[node.name] = self.b.param(pname, self._type(node, pname))
+                if spec.kind.name != "USER_INPUT":
+                    tied[id(state[pname])] = self.env[node.name]
             elif node.op == "call_function":
+                if all(a.name in self.consts for a in node.all_input_nodes):
+                    self.consts[node.name] = self._fold(node)
+                    continue
                 path = _module_path(node)
                 self.env[node.name] = self._call(node, path)
                 if isinstance(self.env[node.name], Value):
@@ -183,9 +199,42 @@ class _Translator:
             raise OptionError(f"from_torch: {key} (node {node.name!r}{', module ' + repr(path) if path else ''}): "
                               f"{e}") from None
 
+    def _fold(self, node) -> Any:
+        def value(a):
+            if isinstance(a, self.torch.fx.Node):
+                return self.consts[a.name]
+            if isinstance(a, list | tuple):
+                return type(a)(value(x) for x in a)
+            return a
+
+        try:
+            return node.target(*value(node.args), **{k: value(v) for k, v in node.kwargs.items()})
+        except Exception as e:
+            raise OptionError(f"from_torch: could not evaluate the constant {node.name!r} ({node.target}): {e}") \
+                from None
+
+    def _const(self, name: str) -> Any:
+        """A folded constant where a traced op uses it: a number, or a program input fed with its value."""
+        c = self.consts[name]
+        if not isinstance(c, self.torch.Tensor):
+            return c
+        if c.dim() == 0:
+            return c.item()
+        if name not in self.const_inputs:
+            arr = c.detach().cpu().numpy()
+            dt = _DTYPES.get(str(c.dtype))
+            if dt is None:
+                raise OptionError(f"from_torch: constant {name!r} has dtype {c.dtype}")
+            pname = f"const.{name}"
+            self.params[pname] = arr
+            self.const_inputs[name] = self.b.param(pname, TensorType(dt, tuple(arr.shape)))
+        return self.const_inputs[name]
+
     def _arg(self, a: Any) -> Any:
         fx = self.torch.fx
         if isinstance(a, fx.Node):
+            if a.name in self.consts:
+                return self._const(a.name)
             return self.env[a.name]
         if isinstance(a, list | tuple):
             return type(a)(self._arg(x) for x in a)
@@ -258,16 +307,6 @@ def _expand(t, x, shape):
     return x
 
 
-def _full(t, size, value, dtype=None, **kwargs):
-    """A constant tensor (zero initial states, for example): a scalar constant expanded. No path starts at a
-    constant, so its copies add no edges that matter."""
-    dt = _DTYPES.get(str(dtype)) if dtype is not None else DType.f32
-    if dt is None:
-        raise SemirError(f"full of dtype {dtype} is not supported")
-    c = t.b.const(value, dt)
-    return _expand(t, B.reshape(c, [1] * len(size)), list(size)) if len(size) else c
-
-
 def _split(t, x, sizes, dim=0):
     dim, out, at = _dims(x, dim)[0], [], 0
     for s in sizes:
@@ -305,6 +344,7 @@ def _scalar_binary(fn):
 
 ATEN: dict[str, Callable] = {
     "getitem": lambda t, xs, i: xs[i],
+    "aten._assert_tensor_metadata.default": lambda t, *args, **kwargs: None,  # a check torch already made
     "aten.addmm.default": _addmm,
     "aten.mm.default": lambda t, a, b: a @ b,
     "aten.bmm.default": lambda t, a, b: a @ b,
@@ -324,7 +364,6 @@ ATEN: dict[str, Callable] = {
     "aten.slice.Tensor": _slice,
     "aten.select.int": _select,
     "aten.split_with_sizes.default": _split,
-    "aten.full.default": _full,
     "aten.clone.default": lambda t, x, memory_format=None: x,
     "aten.alias.default": lambda t, x: x,
     "aten.contiguous.default": lambda t, x, memory_format=None: x,
