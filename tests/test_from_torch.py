@@ -186,3 +186,31 @@ def test_transformers_decoders_equal_torch_autograd(kind):
     compare(got, ref, "max_product", 2e-4, 1e-5)
     path = got.path(emb, (2, 0))
     assert path[-1].node == tm.program.output and path[0].node == emb
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_decoder_folders_load_offline_with_next_token_objectives(tmp_path, kind):
+    tokenizers = pytest.importorskip("tokenizers")
+    lm = _decoder(kind)
+    lm.save_pretrained(tmp_path)
+    vocab = {w: i for i, w in enumerate(["<s>", "[UNK]", "the", "keys", "to", "cabinet", "is", "are"])}
+    vocab.update({f"w{i}": i for i in range(len(vocab), 40)})
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    m = semir.models.load(tmp_path)
+    ids = m.tokenize("the keys to the cabinet")
+    assert ids.tolist() == [2, 3, 4, 2, 5]
+    are, is_ = vocab["are"], vocab["is"]
+    tm = m.program(len(ids), token=are, contrast=is_)  # logit("are") - logit("is") at the last position
+    r = semir.compile(tm, "sum_product", wrt=[])(**m.inputs(tm, ids))
+    with torch.no_grad():
+        logits = lm(input_ids=torch.tensor(ids)[None]).logits[0, -1]
+    assert float(r.output) == pytest.approx(float(logits[are] - logits[is_]), rel=1e-5, abs=1e-6)
+    lp = m.program(len(ids), token=are, objective="logprob")
+    r = semir.compile(lp, "sum_product", wrt=[])(**m.inputs(lp, ids))
+    assert float(r.output) == pytest.approx(float(torch.log_softmax(logits, -1)[are]), rel=1e-5)
+    with pytest.raises(semir.InputError, match="outside the vocabulary"):
+        m.program(len(ids), token=99)
+    with pytest.raises(semir.OptionError, match="valid choices"):
+        m.program(len(ids), token=are, objective="prob")

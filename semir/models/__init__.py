@@ -51,12 +51,29 @@ def find(name: str) -> Path:
     return Path(spec.origin).parent / sub
 
 
-def load(what: str | Path) -> BertModel:
-    """A model by shipped name (``"minilm"``) or from a folder with config.json + model.safetensors."""
+DECODERS = ("gpt2", "llama")
+
+
+def load(what: str | Path):
+    """A model by shipped name (``"minilm"``) or from a Hugging Face folder: BERT encoders natively (no torch),
+    decoders (``model_type`` gpt2, llama, or an ``...ForCausalLM`` architecture) through transformers."""
     if str(what) in SHIPPED:
         return BertModel.from_folder(find(str(what)))
     path = Path(what)
     if path.is_dir():
+        config = path / "config.json"
+        if config.exists():
+            import json
+
+            try:
+                cfg = json.loads(config.read_text())
+            except (ValueError, OSError) as e:
+                raise OptionError(f"{config}: not a readable JSON config ({e})") from None
+            if cfg.get("model_type") in DECODERS or any(a.endswith("ForCausalLM") for a in cfg.get("architectures")
+                                                         or ()):
+                from .causal_lm import CausalLM
+
+                return CausalLM.from_folder(path)
         return BertModel.from_folder(path)
     raise OptionError(f"cannot load model {str(what)!r}: give one of {', '.join(SHIPPED)} or a folder with "
                       "config.json, model.safetensors and tokenizer.json")

@@ -1,0 +1,126 @@
+"""Decoder language models (GPT-2, Llama and other ``AutoModelForCausalLM`` folders) through transformers and
+``semir.from_torch``.
+
+The folder is read offline (``local_files_only``) by transformers with eager attention, and each objective
+is exported once per sentence length: the logit or log-probability of one token at one position, or the
+logit difference between two tokens there (the subject-verb agreement and IOI contrasts). Node names are
+the module paths of the transformers model under ``lm.`` (``lm.transformer.h.3.attn``,
+``lm.model.layers.0.mlp``). Needs torch and transformers (``pip install "semir[torch]" transformers``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, OptionError, SemirError
+
+OBJECTIVES = ("logit", "logprob")
+
+
+class CausalLM:
+    """A decoder LM from a Hugging Face folder: tokenizer, and programs for next-token objectives."""
+
+    def __init__(self, path: Path, lm: Any, tokenizer: Any, config: dict):
+        self.path, self.lm, self.tokenizer, self.config = path, lm, tokenizer, config
+        self._programs: dict[tuple, Any] = {}
+
+    def __repr__(self) -> str:
+        return (f"<CausalLM {str(self.path)!r}: {self.config.get('model_type')}, "
+                f"vocabulary {self.config.get('vocab_size')}>")
+
+    @classmethod
+    def from_folder(cls, path: str | Path) -> CausalLM:
+        path = Path(path)
+        try:
+            import torch  # noqa: F401
+            import transformers
+        except ImportError:
+            raise SemirError(f"{path}: decoder models load through transformers and torch: "
+                             "pip install 'semir[torch]' transformers") from None
+        config = json.loads((path / "config.json").read_text())
+        try:
+            lm = transformers.AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True,
+                                                                   attn_implementation="eager")
+        except Exception as e:  # transformers raises many kinds for a folder it cannot read
+            raise OptionError(f"{path}: transformers cannot load this folder as a causal LM: {e}") from None
+        lm.eval()
+        tok = None
+        if (path / "tokenizer.json").exists():
+            import tokenizers
+
+            tok = tokenizers.Tokenizer.from_file(str(path / "tokenizer.json"))
+            tok.no_padding()
+            tok.no_truncation()
+        return cls(path, lm, tok, config)
+
+    # -- text -----------------------------------------------------------------
+
+    def tokenize(self, text: str) -> np.ndarray:
+        if self.tokenizer is None:
+            raise SemirError(f"{self.path}: no tokenizer.json in the model folder; pass token ids")
+        return np.asarray(self.tokenizer.encode(text).ids, dtype=np.int64)
+
+    def tokens(self, ids) -> list[str]:
+        return [self.tokenizer.id_to_token(int(i)) for i in ids] if self.tokenizer else [str(i) for i in ids]
+
+    # -- programs ---------------------------------------------------------------
+
+    def program(self, length: int, token: int, position: int = -1, contrast: int | None = None,
+                objective: str = "logit"):
+        """The model for sentences of ``length`` tokens, output: the ``objective`` ("logit" or "logprob") of
+        ``token`` at ``position``, minus that of ``contrast`` when given. Returns a
+        :class:`~semir.frontend.torch_export.TorchModel`; feed it with :meth:`inputs`."""
+        import torch
+
+        from ..frontend.torch_export import from_torch
+
+        if objective not in OBJECTIVES:
+            raise OptionError(f"unknown objective {objective!r}; valid choices: {', '.join(OBJECTIVES)}")
+        vocab = int(self.config["vocab_size"])
+        for what, t in (("token", token), ("contrast", contrast)):
+            if t is not None and not 0 <= int(t) < vocab:
+                raise InputError(f"{what}: {t} is outside the vocabulary (0..{vocab - 1})")
+        if not 1 <= length <= int(self.config.get("max_position_embeddings", self.config.get("n_positions", 2048))):
+            raise InputError(f"length: {length} tokens is outside what the model takes")
+        if not -length <= position < length:
+            raise InputError(f"position {position} is outside a sentence of {length} tokens")
+        key = (length, int(token), position, contrast, objective)
+        if key not in self._programs:
+            head = _objective(self.lm, int(token), position, contrast, objective == "logprob")
+            self._programs[key] = from_torch(head, (torch.zeros(length, dtype=torch.long),),
+                                             name=f"{self.config.get('model_type', 'lm')}_{objective}")
+        return self._programs[key]
+
+    def inputs(self, program, ids) -> dict[str, np.ndarray]:
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise InputError(f"ids: expected a 1-D array of integer token ids, got {ids.dtype} {ids.shape}")
+        vocab = int(self.config["vocab_size"])
+        if len(ids) and (ids.min() < 0 or ids.max() >= vocab):
+            raise InputError(f"ids: token ids must lie in 0..{vocab - 1}")
+        return program.inputs(ids.astype(np.int64))
+
+
+def _objective_module():
+    import torch
+
+    class Objective(torch.nn.Module):
+        def __init__(self, lm, token, position, contrast, logprob):
+            super().__init__()
+            self.lm, self.token, self.position, self.contrast, self.logprob = lm, token, position, contrast, logprob
+
+        def forward(self, ids):
+            logits = self.lm(input_ids=ids[None], use_cache=False).logits[0, self.position]
+            scores = torch.log_softmax(logits, dim=-1) if self.logprob else logits
+            out = scores[self.token]
+            return out - scores[self.contrast] if self.contrast is not None else out
+
+    return Objective
+
+
+def _objective(*args):
+    return _objective_module()(*args)  # the class needs torch, which is imported only here
