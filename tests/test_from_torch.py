@@ -214,3 +214,33 @@ def test_decoder_folders_load_offline_with_next_token_objectives(tmp_path, kind)
         m.program(len(ids), token=99)
     with pytest.raises(semir.OptionError, match="valid choices"):
         m.program(len(ids), token=are, objective="prob")
+
+
+@pytest.mark.parametrize("kind", ["roberta", "distilbert"])
+def test_masked_lm_folders_equal_transformers(tmp_path, kind):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    if kind == "roberta":
+        cfg = transformers.RobertaConfig(vocab_size=40, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                                         intermediate_size=16, max_position_embeddings=20, pad_token_id=1)
+        lm = transformers.RobertaForMaskedLM(cfg)
+    else:
+        cfg = transformers.DistilBertConfig(vocab_size=40, dim=8, n_layers=2, n_heads=2, hidden_dim=16,
+                                            max_position_embeddings=20, pad_token_id=0)
+        lm = transformers.DistilBertForMaskedLM(cfg)
+    lm.eval().save_pretrained(tmp_path)
+    m = semir.models.load(tmp_path)
+    ids = np.array([5, 7, 3, 9, 4])
+    tm = m.program(len(ids), token=11, position=2, contrast=12)  # logit difference at a (masked) position
+    params = sorted("lm." + n for n, _ in lm.named_parameters() if "lm." + n in tm.program)
+    assert len(params) > 10
+    r = semir.compile(tm, "sum_product", wrt=params)(**m.inputs(tm, ids))
+    t_ids = torch.tensor(ids)[None]
+    logits = lm(input_ids=t_ids).logits[0, 2]
+    out = logits[11] - logits[12]
+    out.backward()
+    assert float(r.output) == pytest.approx(float(out.detach()), rel=1e-5, abs=1e-6)
+    for pname, p in lm.named_parameters():
+        name = "lm." + pname
+        if name in tm.program and p.grad is not None:
+            np.testing.assert_allclose(r[name], p.grad.numpy(), rtol=1e-4, atol=1e-6, err_msg=name)

@@ -123,6 +123,10 @@ class _Translator:
                 else:
                     pname = spec.target
                     tensor = state[pname]
+                    if spec.kind.name != "PARAMETER" and not tensor.is_floating_point():
+                        # an integer or boolean buffer (position ids, masks) carries no gradient path: a constant
+                        self.consts[node.name] = tensor
+                        continue
                     if id(tensor) in tied:
                         self.env[node.name] = tied[id(tensor)]
                         self.b.bind(tied[id(tensor)], pname)

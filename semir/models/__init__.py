@@ -69,8 +69,10 @@ def load(what: str | Path):
                 cfg = json.loads(config.read_text())
             except (ValueError, OSError) as e:
                 raise OptionError(f"{config}: not a readable JSON config ({e})") from None
-            if cfg.get("model_type") in DECODERS or any(a.endswith("ForCausalLM") for a in cfg.get("architectures")
-                                                         or ()):
+            from .causal_lm import MASKED
+
+            if cfg.get("model_type") in DECODERS + MASKED or any(
+                    a.endswith("ForCausalLM") for a in cfg.get("architectures") or ()):
                 from .causal_lm import CausalLM
 
                 return CausalLM.from_folder(path)

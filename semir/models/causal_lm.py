@@ -1,5 +1,5 @@
-"""Decoder language models (GPT-2, Llama and other ``AutoModelForCausalLM`` folders) through transformers and
-``semir.from_torch``.
+"""Language models from Hugging Face folders through transformers and ``semir.from_torch``: decoders (GPT-2,
+Llama, any ``...ForCausalLM``) and masked-LM encoders (RoBERTa, DistilBERT).
 
 The folder is read offline (``local_files_only``) by transformers with eager attention, and each objective
 is exported once per sentence length: the logit or log-probability of one token at one position, or the
@@ -19,10 +19,14 @@ import numpy as np
 from ..errors import InputError, OptionError, SemirError
 
 OBJECTIVES = ("logit", "logprob")
+# Encoders read through their masked-LM head (BERT itself has a native importer, models/bert.py). RoBERTa
+# numbers positions from padding_idx + 1; semir's ids have no padding, so the positions are fixed.
+MASKED = ("roberta", "distilbert")
 
 
 class CausalLM:
-    """A decoder LM from a Hugging Face folder: tokenizer, and programs for next-token objectives."""
+    """A language model from a Hugging Face folder: tokenizer, and programs for token objectives (the next
+    token for decoders, a masked position for encoders)."""
 
     def __init__(self, path: Path, lm: Any, tokenizer: Any, config: dict):
         self.path, self.lm, self.tokenizer, self.config = path, lm, tokenizer, config
@@ -42,11 +46,13 @@ class CausalLM:
             raise SemirError(f"{path}: decoder models load through transformers and torch: "
                              "pip install 'semir[torch]' transformers") from None
         config = json.loads((path / "config.json").read_text())
+        masked = config.get("model_type") in MASKED
+        auto = transformers.AutoModelForMaskedLM if masked else transformers.AutoModelForCausalLM
         try:
-            lm = transformers.AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True,
-                                                                   attn_implementation="eager")
+            lm = auto.from_pretrained(str(path), local_files_only=True, attn_implementation="eager")
         except Exception as e:  # transformers raises many kinds for a folder it cannot read
-            raise OptionError(f"{path}: transformers cannot load this folder as a causal LM: {e}") from None
+            kind = "a masked LM" if masked else "a causal LM"
+            raise OptionError(f"{path}: transformers cannot load this folder as {kind}: {e}") from None
         lm.eval()
         tok = None
         if (path / "tokenizer.json").exists():
@@ -90,7 +96,8 @@ class CausalLM:
             raise InputError(f"position {position} is outside a sentence of {length} tokens")
         key = (length, int(token), position, contrast, objective)
         if key not in self._programs:
-            head = _objective(self.lm, int(token), position, contrast, objective == "logprob")
+            first = int(self.config["pad_token_id"]) + 1 if self.config.get("model_type") == "roberta" else None
+            head = _objective(self.lm, int(token), position, contrast, objective == "logprob", first)
             self._programs[key] = from_torch(head, (torch.zeros(length, dtype=torch.long),),
                                              name=f"{self.config.get('model_type', 'lm')}_{objective}")
         return self._programs[key]
@@ -102,6 +109,9 @@ class CausalLM:
         vocab = int(self.config["vocab_size"])
         if len(ids) and (ids.min() < 0 or ids.max() >= vocab):
             raise InputError(f"ids: token ids must lie in 0..{vocab - 1}")
+        pad = self.config.get("pad_token_id")
+        if self.config.get("model_type") == "roberta" and pad is not None and np.any(ids == pad):
+            raise InputError(f"ids: the padding id {pad} cannot appear (positions are numbered without padding)")
         return program.inputs(ids.astype(np.int64))
 
 
@@ -109,12 +119,17 @@ def _objective_module():
     import torch
 
     class Objective(torch.nn.Module):
-        def __init__(self, lm, token, position, contrast, logprob):
+        def __init__(self, lm, token, position, contrast, logprob, first_position):
             super().__init__()
             self.lm, self.token, self.position, self.contrast, self.logprob = lm, token, position, contrast, logprob
+            self.first_position = first_position
 
         def forward(self, ids):
-            logits = self.lm(input_ids=ids[None], use_cache=False).logits[0, self.position]
+            kw = {} if self.first_position is None else {
+                "position_ids": torch.arange(ids.shape[0])[None] + self.first_position}
+            if self.lm.config.model_type not in MASKED:
+                kw["use_cache"] = False  # no key-value cache: one pass over the whole sentence
+            logits = self.lm(input_ids=ids[None], **kw).logits[0, self.position]
             scores = torch.log_softmax(logits, dim=-1) if self.logprob else logits
             out = scores[self.token]
             return out - scores[self.contrast] if self.contrast is not None else out
