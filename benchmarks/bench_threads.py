@@ -3,6 +3,7 @@ threading layer, each configuration in a fresh process.
 
     python benchmarks/bench_threads.py                 # omp and workqueue, with and without `import torch`
     python benchmarks/bench_threads.py --layers omp
+    taskset -c 0 python benchmarks/bench_threads.py --threads 1 --layers omp --without-torch   # one core
 
 Numba's omp layer shares the OpenMP runtime that torch initialises; the workqueue layer does not, but it is
 not thread-safe (concurrent kernel calls abort the process), so it cannot be semir's default.
@@ -45,11 +46,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layers", nargs="+", default=["omp", "workqueue"])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--without-torch", action="store_true", help="only the runs without torch imported")
     args = ap.parse_args()
     print(f"{'layer':10s} {'torch':6s} {'sum_product ms':>15s} {'max_product ms':>15s} {'entropy ms':>11s}")
     for layer in args.layers:
-        for torch in (False, True):
-            env = {**os.environ, "NUMBA_THREADING_LAYER": layer, "NUMBA_NUM_THREADS": str(args.threads)}
+        for torch in (False,) if args.without_torch else (False, True):
+            env = {**os.environ, "NUMBA_THREADING_LAYER": layer, "NUMBA_NUM_THREADS": str(args.threads),
+                   "OMP_NUM_THREADS": str(args.threads), "OPENBLAS_NUM_THREADS": str(args.threads)}
             p = subprocess.run([sys.executable, "-c", CHILD.format(torch=torch, here=str(HERE))], env=env,
                                capture_output=True, text=True)
             if p.returncode:

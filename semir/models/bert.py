@@ -36,6 +36,7 @@ from ..errors import InputError, OptionError, SemirError
 from ..frontend.builder import Builder, Value
 from ..ir.node import Program
 from ..ir.types import DType, SymDim, TensorType
+from .text import Tokenized, load_tokenizer
 
 _LINEARS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
             "intermediate.dense", "output.dense")
@@ -49,7 +50,7 @@ def _require(module: str, extra: str = "models"):
 
 
 @dataclass
-class BertModel:
+class BertModel(Tokenized):
     """A BERT encoder: config, NumPy weights and tokenizer, and the IR to analyse it."""
 
     path: Path
@@ -72,13 +73,7 @@ class BertModel:
         st = _require("safetensors.numpy")
         raw = st.load_file(str(path / "model.safetensors"))
         weights = {k.removeprefix("bert."): v for k, v in raw.items()}
-        tok = None
-        if (path / "tokenizer.json").exists():
-            tokenizers = _require("tokenizers")
-            tok = tokenizers.Tokenizer.from_file(str(path / "tokenizer.json"))
-            tok.no_padding()
-            tok.no_truncation()
-        return cls(path, config, weights, tok)
+        return cls(path, config, weights, load_tokenizer(path))
 
     def __repr__(self) -> str:
         return (f"<BertModel {str(self.path)!r}: {self.layers} layers, hidden {self.hidden}, {self.heads} heads, "
@@ -97,17 +92,6 @@ class BertModel:
     @property
     def heads(self) -> int:
         return int(self.config["num_attention_heads"])
-
-    # -- text ---------------------------------------------------------------
-
-    def tokenize(self, text: str) -> np.ndarray:
-        """Token ids (int64) with [CLS]/[SEP], no padding."""
-        if self.tokenizer is None:
-            raise SemirError(f"{self.path}: no tokenizer.json in the model folder")
-        return np.asarray(self.tokenizer.encode(text).ids, dtype=np.int64)
-
-    def tokens(self, ids) -> list[str]:
-        return [self.tokenizer.id_to_token(int(i)) for i in ids] if self.tokenizer else [str(i) for i in ids]
 
     # -- IR -------------------------------------------------------------------
 

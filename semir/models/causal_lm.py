@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, OptionError, SemirError
+from .text import Tokenized, load_tokenizer
 
 OBJECTIVES = ("logit", "logprob")
 # Encoders read through their masked-LM head (BERT itself has a native importer, models/bert.py). RoBERTa
@@ -24,7 +25,7 @@ OBJECTIVES = ("logit", "logprob")
 MASKED = ("roberta", "distilbert")
 
 
-class CausalLM:
+class CausalLM(Tokenized):
     """A language model from a Hugging Face folder: tokenizer, and programs for token objectives (the next
     token for decoders, a masked position for encoders)."""
 
@@ -54,24 +55,7 @@ class CausalLM:
             kind = "a masked LM" if masked else "a causal LM"
             raise OptionError(f"{path}: transformers cannot load this folder as {kind}: {e}") from None
         lm.eval()
-        tok = None
-        if (path / "tokenizer.json").exists():
-            import tokenizers
-
-            tok = tokenizers.Tokenizer.from_file(str(path / "tokenizer.json"))
-            tok.no_padding()
-            tok.no_truncation()
-        return cls(path, lm, tok, config)
-
-    # -- text -----------------------------------------------------------------
-
-    def tokenize(self, text: str) -> np.ndarray:
-        if self.tokenizer is None:
-            raise SemirError(f"{self.path}: no tokenizer.json in the model folder; pass token ids")
-        return np.asarray(self.tokenizer.encode(text).ids, dtype=np.int64)
-
-    def tokens(self, ids) -> list[str]:
-        return [self.tokenizer.id_to_token(int(i)) for i in ids] if self.tokenizer else [str(i) for i in ids]
+        return cls(path, lm, load_tokenizer(path), config)
 
     # -- programs ---------------------------------------------------------------
 
