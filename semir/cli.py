@@ -290,10 +290,11 @@ def cmd_analyze(args) -> int:
         path = analysis.top_paths(best, "embeddings", (tok,))[0]
         docs.append({"sentence": text, "objective": objective, "tokens": m.tokens(ids), "token_stats": stats,
                      "branch_flow": flow,
-                     "top_path": {"token": tok, "value": path.value,
+                     "top_path": {"token": tok, "value": path.value, "text": path.format(tokens=m.tokens(ids)),
                                   "steps": [[s.node, list(s.index), s.weight] for s in path]}})
         if out:
-            (out / f"sentence{n}.dot").write_text(analysis.path_to_dot([path], f"top path from token {tok}"))
+            title = f"top path from token {tok} {m.tokens(ids)[tok]!r} of {text!r} ({objective})"
+            (out / f"sentence{n}.dot").write_text(analysis.path_to_dot([path], title, tokens=m.tokens(ids)))
             if args.plot:
                 from .analysis.branch import plot_branch_flow
 

@@ -12,6 +12,7 @@ import numpy as np
 from .errors import OptionError, SemirError, suggest
 from .ir.node import Program
 from .ir.ops import Op
+from .pathview import format_path
 from .semirings import EDGE_END, EDGE_NONE, Semiring, State
 
 
@@ -24,18 +25,32 @@ class Step(NamedTuple):
 
 
 class Path(list):
-    """The steps of a path from a chosen element to the output; ``value`` is the product of weights."""
+    """The steps of a path from a chosen element to the output; ``value`` is the product of weights.
+
+    ``program`` (set by :meth:`Result.path`) lets it print one line per layer; see :mod:`semir.pathview`.
+    """
+
+    program: Program | None = None
+    shapes: dict[str, tuple[int, ...]] = {}  # noqa: RUF012  (replaced per instance) concrete node shapes
 
     @property
     def value(self) -> float:
         return float(np.prod([s.weight for s in self])) if self else 0.0
 
+    def format(self, tokens: list[str] | None = None, detail: bool | None = None) -> str:
+        """One line per layer: the factor it contributes, the token the path leaves it at, and the steps that
+        branch, scale or change token (``tokens``: the sentence's tokens, to label them). ``detail``: every
+        step with its edge weight (default: for paths of at most 12 steps)."""
+        return format_path(self, self.program, tokens, detail)
+
     def __str__(self) -> str:
-        lines = [f"path value {self.value:.6g} ({len(self) - 1} edges)"]
-        for s in self:
-            idx = ",".join(map(str, s.index))
-            lines.append(f"  {s.node}[{idx}]" + (f"  --({s.weight:.6g})-->" if s is not self[-1] else "  (output)"))
-        return "\n".join(lines)
+        return self.format()
+
+    def __repr__(self) -> str:
+        if not self:
+            return "<Path: none>"
+        return (f"<Path value {self.value:.6g}, {len(self) - 1} edges, {self[0].node}{list(self[0].index)} -> "
+                f"{self[-1].node}>")
 
 
 # (pointer, element it leaves from) -> (consumer node, consumer element, edge weight)
@@ -184,6 +199,8 @@ class Result:
         shape = self._shape(node)
         idx = self._flat(shape, index, name)
         steps = Path()
+        steps.program = self.program
+        steps.shapes = {n: np.shape(v) for n, v in self.values.items()} if self.values else {}
         for _ in range(10_000_000):
             edge, nxt = FOLLOW[sr.paths](self.states[node], idx, comp)
             here = tuple(int(i) for i in np.unravel_index(idx, shape)) if shape else ()

@@ -1,6 +1,7 @@
 """Analyses: branch flow, token statistics, top paths, attributions (issue 6)."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -62,8 +63,16 @@ def test_top_paths_and_dot(tiny):
     assert mags[0] == pytest.approx(float(np.max(np.abs(r["embeddings"][1][..., 0]))), rel=1e-5)
     for p in paths:
         assert p[0].node == "embeddings" and p[0].index[0] == 1 and p[-1].node == r.program.output
-    dot = analysis.path_to_dot(paths)
-    assert dot.startswith("digraph") and dot.count("->") == sum(len(p) - 1 for p in paths)
+    dot = analysis.path_to_dot(paths, tokens=m.tokens(ids))
+    edges = re.findall(r'^  ("[^"]+") -> ("[^"]+") \[label="([^" ]+)(?:  \(paths ([0-9,]+)\))?"\];$', dot, re.M)
+    assert dot.startswith("digraph") and edges
+    assert len(edges) == len(set(edges))  # an edge that several paths share is drawn once
+    for n, p in enumerate(paths, 1):
+        mine = [(a, b, float(w)) for a, b, w, used in edges if str(n) in used.split(",")]
+        # the edges of each path chain from its first step to the output, and their labels multiply to its value
+        assert mine[0][0] == f'"embeddings[{",".join(map(str, p[0].index))}]"' and mine[-1][1].startswith('"output')
+        assert all(x[1] == y[0] for x, y in zip(mine, mine[1:]))
+        assert math.prod(w for _, _, w in mine) == pytest.approx(p.value, rel=1e-4)
 
 
 def test_attributions_on_a_smooth_program():

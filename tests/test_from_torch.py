@@ -186,6 +186,12 @@ def test_transformers_decoders_equal_torch_autograd(kind):
     compare(got, ref, "max_product", 2e-4, 1e-5)
     path = got.path(emb, (2, 0))
     assert path[-1].node == tm.program.output and path[0].node == emb
+    # readable: every node named, at most one line per layer (plus embedding, final norm and head)
+    assert not [n.name for n in tm.program.nodes if n.name.startswith("%")]
+    lines = str(path).splitlines()[1:]
+    layer = "lm.transformer.h." if kind == "gpt2" else "lm.model.layers."
+    per_layer = [line.split()[0] for line in lines if line.split()[0].startswith(layer)]
+    assert len(per_layer) == len(set(per_layer)) and len(lines) <= len(set(per_layer)) + 4, str(path)
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
+from ..pathview import dot
 from ..results import Path, Result
 
 
@@ -28,17 +27,9 @@ def top_paths(result: Result, name: str, prefix: tuple[int, ...] = (), k: int | 
     return [result.path(name, prefix + tuple(idx[:-1]), component=int(idx[-1])) for _, idx in cand[:k]]
 
 
-def path_to_dot(paths: list[Path], title: str = "paths") -> str:
-    """Graphviz DOT text: one node per (node, element), edges labelled with their weights."""
-    lines = [f"digraph {json.dumps(title)} {{", "  rankdir=LR;", "  node [shape=box, fontsize=10];"]
-    seen = set()
-    for p in paths:
-        for a, b in zip(p, p[1:]):
-            ka, kb = f"{a.node}{list(a.index)}", f"{b.node}{list(b.index)}"
-            for key in (ka, kb):
-                if key not in seen:
-                    seen.add(key)
-                    lines.append(f"  {json.dumps(key)};")
-            lines.append(f"  {json.dumps(ka)} -> {json.dumps(kb)} [label={json.dumps(f'{a.weight:.4g}')}];")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+def path_to_dot(paths: list[Path], title: str = "paths", tokens: list[str] | None = None) -> str:
+    """Graphviz DOT text for one or more paths: the steps that branch, scale or change token, grouped in one
+    cluster per layer from left to right; each edge is labelled with its weight (the product of the weights of
+    the steps it stands for) and, with several paths, the paths that share it, drawn once."""
+    program = next((p.program for p in paths if p), None)
+    return dot(paths, program, title, tokens)

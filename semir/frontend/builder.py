@@ -16,7 +16,9 @@ Rules, for both frontends:
   inside a larger expression or a ``return`` opens ``<bound name>.<callee>``
   or ``<callee>``.
 * a taken name gets a numeric suffix: ``h``, ``h.2``, ``h.3``.
-* unnamed nodes are temporaries ``%0, %1, ...`` in definition order.
+* unnamed nodes are temporaries ``%0, %1, ...`` in definition order; importers of real models instead name
+  them after the named node they feed (``layer0.attention.output.add``), so every step of a path has a name
+  that says where it belongs.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ class Builder:
     def close_scope(self, scope: Scope) -> None:
         self.scope = scope.parent
 
-    def finish(self, output: Value, name: str) -> Program:
+    def finish(self, output: Value, name: str, name_temporaries: bool = False) -> Program:
         used: set[str] = set()
         suffix: dict[str, int] = {}
 
@@ -147,6 +149,8 @@ class Builder:
                     names[nid] = full
         if output.id not in names:  # paths and tables end at a node a reader can recognise
             names[output.id] = fresh("output", used)
+        if name_temporaries:
+            self._name_after_consumers(names, used, fresh)
         temp = 0
         nodes = []
         for nid, d in enumerate(self.drafts):
@@ -155,6 +159,19 @@ class Builder:
                 temp += 1
             nodes.append(Node(names[nid], d.op, d.type, tuple(names[i] for i in d.inputs), d.attrs, d.loc))
         return Program(name, tuple(nodes), names[output.id], tuple((a, names[n]) for a, n in aliases))
+
+    def _name_after_consumers(self, names: dict[int, str], used: set[str], fresh) -> None:
+        """``<owner>.<op>`` for each unnamed node, the owner being the named node its first consumer feeds."""
+        first_user: dict[int, int] = {}
+        for nid, d in enumerate(self.drafts):
+            for i in d.inputs:
+                first_user.setdefault(i, nid)
+        owner = dict(names)
+        for nid in range(len(self.drafts) - 1, -1, -1):  # consumers come later: their owners are known
+            if nid in names or nid not in first_user or first_user[nid] not in owner:
+                continue
+            owner[nid] = owner[first_user[nid]]
+            names[nid] = fresh(f"{owner[nid]}.{self.drafts[nid].op.value}", used)
 
 
 def _join(prefix: str, rel: str) -> str:

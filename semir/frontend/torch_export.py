@@ -155,7 +155,7 @@ class _Translator:
         self._name_module_outputs(graph, paths)
         if out_value.type.dtype not in (DType.f32, DType.f64):
             raise OptionError(f"from_torch: the output is {out_value.type}; semirings need a float output")
-        prog = self.b.finish(out_value, name)
+        prog = self.b.finish(out_value, name, name_temporaries=True)
         modules = tuple(sorted({p for p in paths.values() if p}))
         return TorchModel(prog, self.params, tuple(self.user_inputs), prog.output, modules)
 

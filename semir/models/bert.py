@@ -14,11 +14,14 @@ the same :class:`Builder` as the model language, with stable dotted names:
     ``.value.proj`` (the projections) and ``layer{i}.attention.skip`` (an
     identity node on the residual path, weight-1 edges).
 ``layer{i}.attention.query`` / ``.key`` / ``.value``
-    the projected vectors (after their bias); ``.probs`` the attention weights;
+    the projected vectors (after their bias); ``.scores`` the scaled dot products, ``.probs`` the attention
+    weights, ``.context`` the weighted values, ``.dense`` their projection, ``.residual`` skip + dense, and
     ``layer{i}.attention.output`` the post-LN attention block output.
 ``layer{i}.ffn.input``, ``layer{i}.ffn.skip``, ``layer{i}.ffn.intermediate``,
-``layer{i}.ffn.output``, ``layer{i}.output``
+``layer{i}.ffn.output``, ``layer{i}.ffn.residual``, ``layer{i}.output``
     the feed-forward block, its residual, and the layer's output.
+
+Every other node is named after the named node it feeds (``layer0.attention.scores.matmul``).
 """
 
 from __future__ import annotations
@@ -233,7 +236,7 @@ class BertModel(Tokenized):
         final = B.mean(h, axis=0) if pool == "mean" else h[position]
         b.bind(final, "pooled" if pool == "mean" else "final")
         readout = b.param("readout", TensorType(DType.f32, (self.hidden,)))
-        return b.finish(B.sum(final * readout), "bert")
+        return b.finish(B.sum(final * readout), "bert", name_temporaries=True)
 
     def block_program(self, first: int, last: int) -> Program:
         """Layers ``first..last`` alone: input ``h_in`` [S, H] (the state entering layer ``first``), output
@@ -250,7 +253,7 @@ class BertModel(Tokenized):
             for i in range(first, last + 1):
                 h = self._layer(b, W, S, (1.0 - mask) * -10000.0, i, h)
             cot = b.param("cotangent", TensorType(DType.f32, (S, self.hidden)))
-            self._programs[key] = b.finish(B.sum(h * cot), f"bert_layers_{first}_{last}")
+            self._programs[key] = b.finish(B.sum(h * cot), f"bert_layers_{first}_{last}", name_temporaries=True)
         return self._programs[key]
 
     def block_inputs(self, first: int, last: int, h_in, cotangent=None, mask=None) -> dict[str, np.ndarray]:
@@ -273,7 +276,9 @@ class BertModel(Tokenized):
         ids, pos, types = (b.param(n + suffix, i64) for n in ("ids", "positions", "token_types"))
         mask = b.param("attention_mask" + suffix, TensorType(DType.f32, (S,)))
         # additive mask over key positions: 0 where attended, -10000 where masked (as in BERT)
-        return ids, pos, types, (1.0 - mask) * -10000.0
+        mask_add = (1.0 - mask) * -10000.0
+        b.bind(mask_add, "attention_mask_add" + suffix)
+        return ids, pos, types, mask_add
 
     def _weights(self, b: Builder, embeddings: bool, layers) -> dict[str, Value]:
         keep = tuple(f"encoder.layer.{i}." for i in layers) + (("embeddings.",) if embeddings else ())
@@ -307,19 +312,21 @@ class BertModel(Tokenized):
             mm = name(h @ W[f"{pre}attention.self.{part}.weight"], f"{ln}.attention.{part}.proj")
             proj[part] = name(mm + W[f"{pre}attention.self.{part}.bias"], f"{ln}.attention.{part}")
         skip = name(B.reshape(h, [S, H]), f"{ln}.attention.skip")
-        scores = heads(proj["query"]) @ B.transpose(heads(proj["key"]), [0, 2, 1]) * (1.0 / math.sqrt(D))
+        scores = name(heads(proj["query"]) @ B.transpose(heads(proj["key"]), [0, 2, 1]) * (1.0 / math.sqrt(D)),
+                      f"{ln}.attention.scores")
         probs = name(B.softmax(scores + mask_add, axis=-1), f"{ln}.attention.probs")
         ctx = name(B.reshape(B.transpose(probs @ heads(proj["value"]), [1, 0, 2]), [S, H]),
                    f"{ln}.attention.context")
-        dense = ctx @ W[f"{pre}attention.output.dense.weight"] + W[f"{pre}attention.output.dense.bias"]
-        h1 = name(B.layernorm(skip + dense, W[f"{pre}attention.output.LayerNorm.weight"],
+        dense = name(ctx @ W[f"{pre}attention.output.dense.weight"] + W[f"{pre}attention.output.dense.bias"],
+                     f"{ln}.attention.dense")
+        h1 = name(B.layernorm(name(skip + dense, f"{ln}.attention.residual"), W[f"{pre}attention.output.LayerNorm.weight"],
                               W[f"{pre}attention.output.LayerNorm.bias"], eps=eps), f"{ln}.attention.output")
         b.bind(h1, f"{ln}.ffn.input")
         inter = name(B.gelu(h1 @ W[f"{pre}intermediate.dense.weight"] + W[f"{pre}intermediate.dense.bias"]),
                      f"{ln}.ffn.intermediate")
         out = name(inter @ W[f"{pre}output.dense.weight"] + W[f"{pre}output.dense.bias"], f"{ln}.ffn.output")
         fskip = name(B.reshape(h1, [S, H]), f"{ln}.ffn.skip")
-        return name(B.layernorm(fskip + out, W[f"{pre}output.LayerNorm.weight"], W[f"{pre}output.LayerNorm.bias"],
+        return name(B.layernorm(name(fskip + out, f"{ln}.ffn.residual"), W[f"{pre}output.LayerNorm.weight"], W[f"{pre}output.LayerNorm.bias"],
                                 eps=eps), f"{ln}.output")
 
 

@@ -125,7 +125,7 @@ class RecurrentModel:
         else:
             logp = name(ops.log_softmax(h @ dec + dec_b), "log_probs")
             out = logp[int(target)]
-        return b.finish(out, self.kind)
+        return b.finish(out, self.kind, name_temporaries=True)
 
 
 def load_recurrent(path: str | Path, kind: str = "lstm") -> RecurrentModel:
