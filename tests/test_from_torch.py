@@ -213,6 +213,13 @@ def test_decoder_folders_load_offline_with_next_token_objectives(tmp_path, kind)
     with torch.no_grad():
         logits = lm(input_ids=torch.tensor(ids)[None]).logits[0, -1]
     assert float(r.output) == pytest.approx(float(logits[are] - logits[is_]), rel=1e-5, abs=1e-6)
+    with torch.no_grad():
+        hidden = lm(input_ids=torch.tensor(ids)[None], output_hidden_states=True).hidden_states
+    full = semir.compile(tm, "sum_product", wrt=[])(**m.inputs(tm, ids))
+    for i, name in enumerate(["embeddings", "layer0.output"]):  # the last hidden state is after the final norm
+        np.testing.assert_allclose(full.value(name).reshape(len(ids), 8), hidden[i][0].numpy(), rtol=1e-5,
+                                   atol=1e-5, err_msg=name)
+    assert tm.program.resolve("layer1.input") == tm.program.resolve("layer0.output")
     lp = m.program(len(ids), token=are, objective="logprob")
     r = semir.compile(lp, "sum_product", wrt=[])(**m.inputs(lp, ids))
     assert float(r.output) == pytest.approx(float(torch.log_softmax(logits, -1)[are]), rel=1e-5)
@@ -242,7 +249,15 @@ def test_masked_lm_folders_equal_transformers(tmp_path, kind):
     assert len(params) > 10
     r = semir.compile(tm, "sum_product", wrt=params)(**m.inputs(tm, ids))
     t_ids = torch.tensor(ids)[None]
-    logits = lm(input_ids=t_ids).logits[0, 2]
+    hf = lm(input_ids=t_ids, output_hidden_states=True)
+    logits = hf.logits[0, 2]
+    # semir's BERT names, as aliases of the family's modules: hidden states equal transformers'
+    for i, name in enumerate(["embeddings"] + [f"layer{j}.output" for j in range(2)]):
+        np.testing.assert_allclose(r.value(name).reshape(len(ids), 8), hf.hidden_states[i][0].detach().numpy(),
+                                   rtol=1e-5, atol=1e-5, err_msg=name)
+    assert tm.program.resolve("layer1.attention.input") == tm.program.resolve("layer0.output")
+    for part in ("query", "key", "value"):
+        assert f"layer1.attention.{part}" in tm.program.names()
     out = logits[11] - logits[12]
     out.backward()
     assert float(r.output) == pytest.approx(float(out.detach()), rel=1e-5, abs=1e-6)

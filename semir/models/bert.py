@@ -319,14 +319,16 @@ class BertModel(Tokenized):
                    f"{ln}.attention.context")
         dense = name(ctx @ W[f"{pre}attention.output.dense.weight"] + W[f"{pre}attention.output.dense.bias"],
                      f"{ln}.attention.dense")
-        h1 = name(B.layernorm(name(skip + dense, f"{ln}.attention.residual"), W[f"{pre}attention.output.LayerNorm.weight"],
+        residual = name(skip + dense, f"{ln}.attention.residual")
+        h1 = name(B.layernorm(residual, W[f"{pre}attention.output.LayerNorm.weight"],
                               W[f"{pre}attention.output.LayerNorm.bias"], eps=eps), f"{ln}.attention.output")
         b.bind(h1, f"{ln}.ffn.input")
         inter = name(B.gelu(h1 @ W[f"{pre}intermediate.dense.weight"] + W[f"{pre}intermediate.dense.bias"]),
                      f"{ln}.ffn.intermediate")
         out = name(inter @ W[f"{pre}output.dense.weight"] + W[f"{pre}output.dense.bias"], f"{ln}.ffn.output")
         fskip = name(B.reshape(h1, [S, H]), f"{ln}.ffn.skip")
-        return name(B.layernorm(name(fskip + out, f"{ln}.ffn.residual"), W[f"{pre}output.LayerNorm.weight"], W[f"{pre}output.LayerNorm.bias"],
+        residual = name(fskip + out, f"{ln}.ffn.residual")
+        return name(B.layernorm(residual, W[f"{pre}output.LayerNorm.weight"], W[f"{pre}output.LayerNorm.bias"],
                                 eps=eps), f"{ln}.output")
 
 

@@ -10,6 +10,7 @@ the module paths of the transformers model under ``lm.`` (``lm.transformer.h.3.a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,43 @@ OBJECTIVES = ("logit", "logprob")
 # Encoders read through their masked-LM head (BERT itself has a native importer, models/bert.py). RoBERTa
 # numbers positions from padding_idx + 1; semir's ids have no padding, so the positions are fixed.
 MASKED = ("roberta", "distilbert")
+
+# semir's names for each family's modules, as aliases: (embeddings, layer i, {name in the layer: module path in
+# it}). BERT-family encoders get the names of semir's native BERT importer where the value is the same (post-LN
+# blocks); pre-LN decoders get names of their own, since their blocks' outputs are not BERT's.
+STABLE_NAMES: dict[str, tuple[str, str, dict[str, str]]] = {
+    "roberta": ("lm.roberta.embeddings", "lm.roberta.encoder.layer.{i}", {
+        "attention.query": "attention.self.query", "attention.key": "attention.self.key",
+        "attention.value": "attention.self.value", "attention.output": "attention",
+        "ffn.input": "attention", "ffn.intermediate": "intermediate", "ffn.output": "output.dense"}),
+    "distilbert": ("lm.distilbert.embeddings", "lm.distilbert.transformer.layer.{i}", {
+        "attention.query": "attention.q_lin", "attention.key": "attention.k_lin", "attention.value": "attention.v_lin",
+        "attention.output": "sa_layer_norm", "ffn.input": "sa_layer_norm", "ffn.intermediate": "ffn.activation",
+        "ffn.output": "ffn.lin2"}),
+    "gpt2": ("lm.transformer.drop", "lm.transformer.h.{i}", {"attention": "attn", "mlp": "mlp"}),
+    "llama": ("lm.model.embed_tokens", "lm.model.layers.{i}", {
+        "attention": "self_attn", "attention.query": "self_attn.q_proj", "attention.key": "self_attn.k_proj",
+        "attention.value": "self_attn.v_proj", "mlp": "mlp"}),
+}
+
+
+def stable_aliases(model_type: str, program) -> tuple[tuple[str, str], ...]:
+    """``embeddings``, ``layer{i}.input`` (``layer{i}.attention.input`` for encoders), ``layer{i}.output`` and
+    the family's names inside a layer, for the modules the program has."""
+    if model_type not in STABLE_NAMES:
+        return ()
+    emb, layer, inner = STABLE_NAMES[model_type]
+    have = set(program.names())
+    out = [("embeddings", emb)] if emb in have else []
+    entry = "attention.input" if model_type in MASKED else "input"
+    i = 0
+    while layer.format(i=i) in have:
+        base = layer.format(i=i)
+        out.append((f"layer{i}.{entry}", "embeddings" if i == 0 else f"layer{i - 1}.output"))
+        out.append((f"layer{i}.output", base))
+        out += [(f"layer{i}.{k}", f"{base}.{v}") for k, v in inner.items() if f"{base}.{v}" in have]
+        i += 1
+    return tuple((a, t) for a, t in out if a not in have)
 
 
 class CausalLM(Tokenized):
@@ -82,8 +120,11 @@ class CausalLM(Tokenized):
         if key not in self._programs:
             first = int(self.config["pad_token_id"]) + 1 if self.config.get("model_type") == "roberta" else None
             head = _objective(self.lm, int(token), position, contrast, objective == "logprob", first)
-            self._programs[key] = from_torch(head, (torch.zeros(length, dtype=torch.long),),
-                                             name=f"{self.config.get('model_type', 'lm')}_{objective}")
+            tm = from_torch(head, (torch.zeros(length, dtype=torch.long),),
+                            name=f"{self.config.get('model_type', 'lm')}_{objective}")
+            extra = stable_aliases(self.config.get("model_type", ""), tm.program)
+            self._programs[key] = dataclasses.replace(
+                tm, program=dataclasses.replace(tm.program, aliases=tm.program.aliases + extra))
         return self._programs[key]
 
     def inputs(self, program, ids) -> dict[str, np.ndarray]:

@@ -151,7 +151,8 @@ class _Importer:
             r = self.b.param("readout", TensorType(DType.f32, (width,)))
             first = out[(0,) * (out.ndim - 1)] if out.ndim > 1 else out
             out = ops.sum(first * r)
-        return OnnxModel(self.b.finish(out, "onnx", name_temporaries=True), self.weights, output, tuple(self.inputs), default)
+        prog = self.b.finish(out, "onnx", name_temporaries=True)
+        return OnnxModel(prog, self.weights, output, tuple(self.inputs), default)
 
 
 def _binary(name: str):
