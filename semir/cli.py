@@ -244,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--full", action="store_true", help="the paper's setting (default: the reduced one CI runs)")
     c.add_argument("--out", default="results", metavar="DIR", help="where the PNG, JSON and CSV go")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--semantics", choices=("exact", "brunoflow"), help="sec51: the max-product semantics")
+    c.add_argument("--semantics", choices=("exact", "brunoflow"),
+                   help="sec51 and sva: exact or the paper engine's semantics (mdl reports both)")
     return p
 
 

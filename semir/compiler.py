@@ -79,9 +79,11 @@ def compile(prog: Program, semiring: str | Semiring = "sum_product", backend: st
     primitive is one layer of edges) or ``"decomposed"`` (softmax,
     log_softmax, layernorm and gelu lowered to elementary ops first).
     ``semantics``: ``"exact"`` (every scalar edge is an edge) or ``"brunoflow"``, the paper engine's
-    choices for reproducing its numbers: softmax, layernorm and gelu decomposed, and for selective
-    semirings ordinary sums (not ⊕) inside matmul, broadcasting and embedding lookups (reference
-    backend; paths then follow each lumped sum's dominant term).
+    choices, for reproducing its numbers: softmax and layernorm composed as brunoflow composes them (gelu
+    stays one op), and for max_product brunoflow's combination: per consumer, the op's vector-Jacobian
+    product of hi and of lo (sums inside the op, 0 for an element without an edge), then ordered, then the
+    max over consumers. Ring semirings are exact on that graph. On numba, pointers name the consumer
+    (as brunoflow's do); element paths need the reference backend. Checked against brunoflow itself.
     Returns a kernel; call it with inputs by name to get a :class:`Result`.
     """
     prog = getattr(prog, "program", prog)  # an imported model (from_torch, import_onnx) carries its program
@@ -92,9 +94,15 @@ def compile(prog: Program, semiring: str | Semiring = "sum_product", backend: st
         raise unknown("semantics", semantics, SEMANTICS)
     opts: dict[str, Any] = {"allow_nonfinite": allow_nonfinite}
     if semantics == "brunoflow":
-        if backend not in (None, "reference"):
-            raise OptionError(f"semantics='brunoflow' runs on the reference backend only, not {backend!r}")
-        backend, granularity, opts["semantics"] = "reference", "decomposed", semantics
+        if granularity != "op":
+            raise OptionError("semantics='brunoflow' lowers softmax and layernorm as brunoflow does and keeps gelu; "
+                              "it takes no granularity option")
+        if sr.selective:
+            if sr.paths != "signed":
+                raise OptionError(f"semantics='brunoflow': brunoflow computes the max and min path products "
+                                  f"(max_product) and ring statistics; {sr.name!r} has no brunoflow counterpart")
+            opts["semantics"] = semantics  # brunoflow's per-consumer combination of max and min
+        # ring semirings: brunoflow's graph, with exact ⊕ (its lumped sums are that ⊕ already)
     backend = backend or (DEFAULT_BACKEND if sr.numba is not None else "reference")
     if backend not in BACKENDS:
         raise unknown("backend", backend, BACKENDS)
@@ -103,7 +111,7 @@ def compile(prog: Program, semiring: str | Semiring = "sum_product", backend: st
     names = resolve_wrt(prog, wrt)
     keep = tuple(prog.resolve(n) for n in names)
     if optimize_ir:
-        prog = optimize(prog, keep=keep, granularity=granularity)
-    elif granularity != "op":
+        prog = optimize(prog, keep=keep, granularity=granularity, semantics=semantics)
+    elif granularity != "op" or semantics != "exact":
         raise OptionError("granularity other than 'op' needs the pass pipeline (optimize_ir=True)")
     return BACKENDS[backend](prog, sr, names, granularity, **opts)

@@ -221,5 +221,8 @@ class CudaKernel:
 
 
 def compile_cuda(prog: Program, semiring: Semiring, wrt: tuple[str, ...], granularity: str,
-                 allow_nonfinite: bool = False) -> CudaKernel:
+                 allow_nonfinite: bool = False, semantics: str = "exact") -> CudaKernel:
+    if semantics != "exact":
+        raise OptionError(f"semantics={semantics!r} for {semiring.name} runs on the reference and numba backends, "
+                          "not cuda")
     return CudaKernel(prog, semiring, wrt, granularity, allow_nonfinite)

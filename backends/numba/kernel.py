@@ -337,6 +337,10 @@ class _EdgeInfo:
 
 
 def compile_numba(prog: Program, semiring: Semiring, wrt: tuple[str, ...], granularity: str,
-                  allow_nonfinite: bool = False) -> NumbaKernel:
+                  allow_nonfinite: bool = False, semantics: str = "exact") -> NumbaKernel:
+    if semantics == "brunoflow":
+        from .brunoflow import BrunoflowKernel
+
+        return BrunoflowKernel(prog, semiring, wrt, granularity, allow_nonfinite)
     return NumbaKernel(prog, semiring, wrt, granularity, allow_nonfinite)
 

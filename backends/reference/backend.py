@@ -18,12 +18,13 @@ import numpy as np
 
 from semir.errors import InputError, SemirError
 from semir.ir.node import Program
-from semir.ir.ops import ELEMENTWISE, Op
+from semir.ir.ops import Op
 from semir.results import Result
 from semir.runtime import bind_attrs, bind_inputs
 from semir.semirings import Semiring
-from semir.semirings.base import EDGE_NONE, State, take
+from semir.semirings.base import State, take
 
+from . import brunoflow as bf_rule
 from .eval_rules import evaluate
 from .jacobian import Edges, local_edges
 
@@ -74,23 +75,6 @@ def segment_reduce(sr: Semiring, contrib: State, seg: np.ndarray, n: int, fdt) -
         grid = sr.plus({k: v[:, 0::2] for k, v in grid.items()}, {k: v[:, 1::2] for k, v in grid.items()})
         width //= 2
     return {k: v[:, 0] for k, v in grid.items()}
-
-
-def lumped_reduce(sr: Semiring, contrib: State, seg: np.ndarray, n: int, fdt) -> State:
-    """brunoflow-compatible combination: the semiring's ``lumped`` value fields become the ordinary sum of
-    their valid terms per element; pointers (and every other field) keep the ⊕ result."""
-    best = segment_reduce(sr, contrib, seg, n, fdt)
-    for f, ptr in sr.lumped:
-        valid = contrib[ptr] != EDGE_NONE
-        total = np.bincount(seg[valid], weights=contrib[f][valid].astype(np.float64), minlength=n)
-        has = np.bincount(seg[valid], minlength=n) > 0
-        best[f] = np.where(has, total, best[f]).astype(best[f].dtype)
-    return best
-
-
-def _lumped(op: Op, slot: int, operand_size: int, out_size: int) -> bool:
-    """Where the paper's engine summed inside one op: matmul, embedding lookup, broadcast operands."""
-    return op is Op.matmul or (op is Op.take and slot == 0) or (op in ELEMENTWISE and operand_size != out_size)
 
 
 @dataclass
@@ -150,6 +134,7 @@ class ReferenceKernel:
         if out in D:
             D[out] = sr.ones((values[out].size,), fdt)
         # Edges of every live consumer, numbered in forward order.
+        brunoflow = self.semantics == "brunoflow"
         table = _EdgeTable()
         plan = []
         next_id = 0
@@ -159,16 +144,21 @@ class ReferenceKernel:
             xs = [values[i] for i in n.inputs]
             attrs = bind_attrs(n.attr_dict, env)
             for slot, e in enumerate(local_edges(n.op, xs, values[n.name], attrs)):
-                if e is None or n.inputs[slot] not in live or len(e) == 0:
+                # brunoflow's dense VJP reaches every element of a live operand, edges or not
+                if e is None or n.inputs[slot] not in live or (len(e) == 0 and not brunoflow):
                     continue
                 table.add(next_id, n.name, e)
-                lump = self.semantics == "brunoflow" and _lumped(n.op, slot, xs[slot].size, values[n.name].size)
-                plan.append((n.name, n.inputs[slot], e, next_id, lump))
+                plan.append((n.name, n.inputs[slot], e, next_id))
                 next_id += len(e)
-        for v, u, e, start, lump in reversed(plan):
-            contrib = sr.extend(take(D[v], e.out_idx), e.w, np.arange(start, start + len(e)))
-            reduce = lumped_reduce if lump else segment_reduce
-            D[u] = sr.plus(D[u], reduce(sr, contrib, e.in_idx, values[u].size, fdt))
+        for v, u, e, start in reversed(plan):
+            terms = take(D[v], e.out_idx)
+            contrib = sr.extend(terms, e.w, np.arange(start, start + len(e)))
+            best = segment_reduce(sr, contrib, e.in_idx, values[u].size, fdt)
+            if brunoflow:
+                raws = bf_rule.raw_sums(sr, terms, e.w, e.in_idx, values[u].size)
+                has_edge = np.bincount(e.in_idx, minlength=values[u].size) > 0
+                best = bf_rule.ordered(sr, raws, best, has_edge, fdt)
+            D[u] = sr.plus(D[u], best)
         tail = (sr.k,) if sr.k else ()
         states = {n: {k: a.reshape(values[n].shape + tail) for k, a in s.items()} for n, s in D.items()}
         return Result(program=prog, semiring=sr, backend=self.backend, granularity=self.granularity,

@@ -6,7 +6,8 @@ For every task, a 2-layer transformer (hidden 64, 4 heads, 36 output classes, as
   model trained on all blocks before it; the sum in bits is the MDL;
 * after training on all of it, the entropy (nats) of all paths from the input embeddings to the logit
   of the example's label, averaged over held-out examples, under exact semantics and under the paper
-  engine's (``semantics="brunoflow"``: softmax, layernorm and gelu decomposed, which adds paths).
+  engine's (``semantics="brunoflow"``: softmax and layernorm composed as brunoflow composes them, which
+  adds paths).
 Runs below 90% validation accuracy are kept in the numbers but left out of the correlation, as in the
 paper. The paper's finding: no positive relationship (a negative one among the binary tasks).
 """

@@ -85,7 +85,8 @@ def dataset(model, n: int, seed: int, per_count: bool = False) -> list[dict]:
     return out
 
 
-def run(out, full: bool = False, seed: int = 0, progress: bool = True, model_path: str = "minilm") -> dict:
+def run(out, full: bool = False, seed: int = 0, progress: bool = True, model_path: str = "minilm",
+        semantics: str = "exact") -> dict:
     from ..models import load
 
     cfg = FULL if full else REDUCED
@@ -113,8 +114,8 @@ def run(out, full: bool = False, seed: int = 0, progress: bool = True, model_pat
 
         # branch flow and entropy on fresh sentences, the same number per attractor count
         names = [f"layer{i}.attention.input" for i in range(m.layers)]
-        best = compile(prog, "max_product", wrt=names)
-        ent = compile(prog, "entropy", wrt=["embeddings"])
+        best = compile(prog, "max_product", wrt=names, semantics=semantics)
+        ent = compile(prog, "entropy", wrt=["embeddings"], semantics=semantics)
         rows, sentences = [], []
         for ex, s in enumerate(dataset(m, cfg["per_count"], seed + 1, per_count=True)):
             ins = m.inputs(s["ids"], readout=readout)
@@ -132,11 +133,13 @@ def run(out, full: bool = False, seed: int = 0, progress: bool = True, model_pat
                               "entropy_subject": float(per_token[s["subject"][0]])})
 
     summary = {"setting": "full" if full else "reduced", "config": cfg, "seed": seed, "length": LENGTH,
+               "semantics": semantics,
                "probe_val_accuracy": res.final_val_accuracy, "seconds": t.seconds,
                "branches": _branch_table(rows, m.layers), "entropy": _entropy_table(sentences)}
-    write(out, "sva", summary, rows)
-    write(out, "sva_sentences", None, sentences)
-    _plot(summary, m.layers, out)
+    tag = "sva" if semantics == "exact" else f"sva_{semantics}"
+    write(out, tag, summary, rows)
+    write(out, f"{tag}_sentences", None, sentences)
+    _plot(summary, m.layers, out, tag)
     return summary
 
 
@@ -167,7 +170,7 @@ def _entropy_table(sentences: list[dict]) -> dict:
     return {"by_attractors": by, "spearman_attractors_entropy": spearman(k, h)}
 
 
-def _plot(summary: dict, layers: int, out) -> None:
+def _plot(summary: dict, layers: int, out, tag: str) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
     for ax, cat in zip(axes, CATEGORIES):
@@ -188,6 +191,7 @@ def _plot(summary: dict, layers: int, out) -> None:
     axes[3].set_xlabel("attractors")
     axes[3].set_ylabel("mean token entropy (nats)")
     axes[3].set_title(f"entropy vs attractors ({LENGTH} tokens)", fontsize=10)
+    fig.suptitle(f"subject-verb agreement on MiniLM-L6, {summary['semantics']} semantics", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out / "sva.png")
+    fig.savefig(out / f"{tag}.png")
     plt.close(fig)

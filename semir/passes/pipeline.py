@@ -6,15 +6,23 @@ from collections.abc import Callable
 
 from ..errors import unknown
 from ..ir.node import Program
-from . import decompose, simplify, verify  # noqa: F401  (register passes)
+from . import brunoflow, decompose, simplify, verify  # noqa: F401  (register passes)
 from .base import PassContext, get_pass
 
 GRANULARITIES = ("op", "decomposed")
 
 
-def pipeline(granularity: str = "op") -> tuple[str, ...]:
+def pipeline(granularity: str = "op", semantics: str = "exact") -> tuple[str, ...]:
     if granularity not in GRANULARITIES:
         raise unknown("granularity", granularity, GRANULARITIES)
+    if semantics == "brunoflow":
+        return (
+            "verify", "toposort",
+            "brunoflow_lower", "toposort",  # softmax and layernorm as brunoflow composes them
+            "fold",
+            # no cse: brunoflow combines max-product per consumer, so merging two equal nodes could change it
+            "dce", "verify",
+        )
     return (
         "verify",      # the frontend's output is well formed
         "toposort",    # every later pass and backend walks nodes in order
@@ -28,10 +36,10 @@ def pipeline(granularity: str = "op") -> tuple[str, ...]:
 
 def optimize(prog: Program, keep: tuple[str, ...] = (), granularity: str = "op",
              passes: tuple[str, ...] | None = None,
-             on_pass: Callable[[str, Program], None] | None = None) -> Program:
+             on_pass: Callable[[str, Program], None] | None = None, semantics: str = "exact") -> Program:
     """Run the pipeline; ``on_pass(name, program)`` sees the IR after each pass (``semir ir --after``)."""
     ctx = PassContext(keep=tuple(keep))
-    for name in passes if passes is not None else pipeline(granularity):
+    for name in passes if passes is not None else pipeline(granularity, semantics):
         prog = get_pass(name)(prog, ctx)
         if on_pass is not None:
             on_pass(name, prog)

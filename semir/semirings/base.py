@@ -77,9 +77,10 @@ class Semiring:
     # Optional (slot A, slot B) contraction backward as BLAS calls, for semirings whose ⊕/⊗ embed into
     # ordinary arithmetic; signature (U, V, other, a_off, b_off, y_off, M, K, N), U/V tuples of fields.
     gemm: tuple[Callable, Callable] | None = None
-    # brunoflow-compatible semantics (the paper's engine): inside a matmul, a broadcast or an embedding
-    # lookup, these (value field, pointer field) pairs are combined by an ordinary sum over the valid terms
-    # instead of ⊕; the pointer keeps the ⊕-best term. Empty for ring semirings, whose ⊕ already is that sum.
+    # semantics="brunoflow" (the paper's engine): the (value field, pointer field) pairs that brunoflow
+    # computes by the op's vector-Jacobian product, one per field, summed inside the op and then ordered
+    # (the largest into the first pair: hi, lo); pointers keep the ⊕-best edge. Only max_product has them:
+    # ring semirings' ⊕ already is that sum, and brunoflow has no other selective statistic.
     lumped: tuple[tuple[str, str], ...] = ()
     # What a non-finite forward value on a gradient path does to the reported values: "ieee" (the arithmetic
     # itself is defined: sum_product), "structural" (only whether a weight is non-zero matters: counting,

@@ -608,7 +608,6 @@ max_abs = Semiring(
     kind="selective",
     paths="single",
     components=("v",),
-    lumped=(("v", "edge"),),
     description="the signed product of the path of largest magnitude",
     numba="""
 def acc(U_v, U_edge, j, V_v, V_edge, i, w, e):
