@@ -321,19 +321,23 @@ class _EdgeInfo:
 
     def __call__(self, edge: int, from_idx: int) -> tuple[str, int, float]:
         from semir.backends.reference.jacobian import local_edges
+        from semir.backends.reference.one_edge import edge_weight
 
         k, slot, out = self.plan.edge(edge)
         node = self.prog.nodes[k]
-        if (k, slot) not in self._edges:
-            xs = [self.values[i] for i in node.inputs]
-            self._edges[(k, slot)] = local_edges(node.op, xs, self.values[node.name], self.plan.attrs[k])[slot]
-        e = self._edges[(k, slot)]
-        lo = np.searchsorted(e.out_idx, out, side="left")
-        hi = np.searchsorted(e.out_idx, out, side="right")
-        hit = lo + np.nonzero(e.in_idx[lo:hi] == from_idx)[0]
-        if len(hit) != 1:
-            raise InputError(f"inconsistent path pointer into {node.name}")
-        return node.name, out, float(e.w[hit[0]])
+        xs = [self.values[i] for i in node.inputs]
+        value = self.values[node.name]
+
+        def full_slot():  # linear in the node's size: kept for the next step through this node
+            if (k, slot) not in self._edges:
+                self._edges[(k, slot)] = local_edges(node.op, xs, value, self.plan.attrs[k])[slot]
+            return self._edges[(k, slot)]
+
+        try:
+            w = edge_weight(node.op, xs, value, self.plan.attrs[k], slot, out, from_idx, full_slot)
+        except InputError:
+            raise InputError(f"inconsistent path pointer into {node.name}") from None
+        return node.name, out, w
 
 
 def compile_numba(prog: Program, semiring: Semiring, wrt: tuple[str, ...], granularity: str,
