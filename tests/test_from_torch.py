@@ -265,3 +265,32 @@ def test_masked_lm_folders_equal_transformers(tmp_path, kind):
         name = "lm." + pname
         if name in tm.program and p.grad is not None:
             np.testing.assert_allclose(r[name], p.grad.numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_a_bert_folder_with_its_masked_lm_head(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=40, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=16, max_position_embeddings=20)
+    lm = transformers.BertForMaskedLM(cfg).eval()
+    lm.save_pretrained(tmp_path)
+    ids = np.array([2, 7, 3, 9, 4])
+    m = semir.models.load(tmp_path, head="masked_lm")
+    tm = m.program(len(ids), token=11, position=2, contrast=12)
+    r = semir.compile(tm, "sum_product", wrt=["lm.bert.embeddings.word_embeddings.weight"])(**m.inputs(tm, ids))
+    hf = lm(input_ids=torch.tensor(ids)[None], output_hidden_states=True)
+    out = hf.logits[0, 2, 11] - hf.logits[0, 2, 12]
+    out.backward()
+    assert float(r.output) == pytest.approx(float(out.detach()), rel=1e-5, abs=1e-6)
+    np.testing.assert_allclose(r["lm.bert.embeddings.word_embeddings.weight"],
+                               lm.bert.embeddings.word_embeddings.weight.grad.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(r.value("layer1.output").reshape(len(ids), 8), hf.hidden_states[2][0].detach().numpy(),
+                               rtol=1e-5, atol=1e-5)
+    # without head=, the same folder loads natively (no torch), the backbone only
+    assert type(semir.models.load(tmp_path)).__name__ == "BertModel"
+    # a folder with no head weights is refused, never given a random head
+    transformers.BertModel(cfg).save_pretrained(tmp_path / "backbone")
+    with pytest.raises(semir.OptionError, match="initialise them at random"):
+        semir.models.load(tmp_path / "backbone", head="masked_lm")
+    with pytest.raises(semir.OptionError, match="valid choices: masked_lm"):
+        semir.models.load(tmp_path, head="lm")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from ..errors import OptionError
+from ..errors import OptionError, unknown
 from .bert import BertModel
 from .onnx_import import OnnxModel, import_onnx
 from .recurrent import RecurrentModel, load_recurrent
@@ -54,9 +54,20 @@ def find(name: str) -> Path:
 DECODERS = ("gpt2", "llama")
 
 
-def load(what: str | Path):
+HEADS = (None, "masked_lm")
+
+
+def load(what: str | Path, head: str | None = None):
     """A model by shipped name (``"minilm"``) or from a Hugging Face folder: BERT encoders natively (no torch),
-    decoders (``model_type`` gpt2, llama, or an ``...ForCausalLM`` architecture) through transformers."""
+    decoders (``model_type`` gpt2, llama, or an ``...ForCausalLM`` architecture) and RoBERTa/DistilBERT
+    masked LMs through transformers. ``head="masked_lm"`` reads a BERT folder's masked-LM head too (through
+    transformers), for token objectives at a masked position."""
+    if head not in HEADS:
+        raise unknown("head", head, [h for h in HEADS if h])
+    if head == "masked_lm":
+        from .causal_lm import CausalLM
+
+        return CausalLM.from_folder(find(str(what)) if str(what) in SHIPPED else Path(what), masked=True)
     if str(what) in SHIPPED:
         return BertModel.from_folder(find(str(what)))
     path = Path(what)

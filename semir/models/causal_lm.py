@@ -1,5 +1,5 @@
 """Language models from Hugging Face folders through transformers and ``semir.from_torch``: decoders (GPT-2,
-Llama, any ``...ForCausalLM``) and masked-LM encoders (RoBERTa, DistilBERT).
+Llama, any ``...ForCausalLM``) and masked-LM encoders (RoBERTa, DistilBERT, and BERT with its head).
 
 The folder is read offline (``local_files_only``) by transformers with eager attention, and each objective
 is exported once per sentence length: the logit or log-probability of one token at one position, or the
@@ -21,14 +21,20 @@ from ..errors import InputError, OptionError, SemirError
 from .text import Tokenized, load_tokenizer
 
 OBJECTIVES = ("logit", "logprob")
-# Encoders read through their masked-LM head (BERT itself has a native importer, models/bert.py). RoBERTa
+# Encoders read through their masked-LM head (BERT's backbone also has a native importer, models/bert.py, and
+# comes here for its head: ``semir.models.load(folder, head="masked_lm")``). RoBERTa
 # numbers positions from padding_idx + 1; semir's ids have no padding, so the positions are fixed.
 MASKED = ("roberta", "distilbert")
+ENCODERS = MASKED + ("bert",)
 
 # semir's names for each family's modules, as aliases: (embeddings, layer i, {name in the layer: module path in
 # it}). BERT-family encoders get the names of semir's native BERT importer where the value is the same (post-LN
 # blocks); pre-LN decoders get names of their own, since their blocks' outputs are not BERT's.
 STABLE_NAMES: dict[str, tuple[str, str, dict[str, str]]] = {
+    "bert": ("lm.bert.embeddings", "lm.bert.encoder.layer.{i}", {
+        "attention.query": "attention.self.query", "attention.key": "attention.self.key",
+        "attention.value": "attention.self.value", "attention.output": "attention",
+        "ffn.input": "attention", "ffn.intermediate": "intermediate", "ffn.output": "output.dense"}),
     "roberta": ("lm.roberta.embeddings", "lm.roberta.encoder.layer.{i}", {
         "attention.query": "attention.self.query", "attention.key": "attention.self.key",
         "attention.value": "attention.self.value", "attention.output": "attention",
@@ -52,7 +58,7 @@ def stable_aliases(model_type: str, program) -> tuple[tuple[str, str], ...]:
     emb, layer, inner = STABLE_NAMES[model_type]
     have = set(program.names())
     out = [("embeddings", emb)] if emb in have else []
-    entry = "attention.input" if model_type in MASKED else "input"
+    entry = "attention.input" if model_type in ENCODERS else "input"
     i = 0
     while layer.format(i=i) in have:
         base = layer.format(i=i)
@@ -76,7 +82,7 @@ class CausalLM(Tokenized):
                 f"vocabulary {self.config.get('vocab_size')}>")
 
     @classmethod
-    def from_folder(cls, path: str | Path) -> CausalLM:
+    def from_folder(cls, path: str | Path, masked: bool | None = None) -> CausalLM:
         path = Path(path)
         try:
             import torch  # noqa: F401
@@ -85,13 +91,18 @@ class CausalLM(Tokenized):
             raise SemirError(f"{path}: decoder models load through transformers and torch: "
                              "pip install 'semir[torch]' transformers") from None
         config = json.loads((path / "config.json").read_text())
-        masked = config.get("model_type") in MASKED
+        masked = config.get("model_type") in MASKED if masked is None else masked
         auto = transformers.AutoModelForMaskedLM if masked else transformers.AutoModelForCausalLM
+        kind = "a masked LM" if masked else "a causal LM"
         try:
-            lm = auto.from_pretrained(str(path), local_files_only=True, attn_implementation="eager")
+            lm, info = auto.from_pretrained(str(path), local_files_only=True, attn_implementation="eager",
+                                            output_loading_info=True)
         except Exception as e:  # transformers raises many kinds for a folder it cannot read
-            kind = "a masked LM" if masked else "a causal LM"
             raise OptionError(f"{path}: transformers cannot load this folder as {kind}: {e}") from None
+        missing = sorted(info.get("missing_keys") or ())
+        if missing:  # transformers would fill them with random numbers: a head that computes nothing real
+            raise OptionError(f"{path}: the folder lacks weights of {kind} ({len(missing)} missing, e.g. "
+                              f"{missing[0]!r}); transformers would initialise them at random")
         lm.eval()
         return cls(path, lm, load_tokenizer(path), config)
 
@@ -152,7 +163,7 @@ def _objective_module():
         def forward(self, ids):
             kw = {} if self.first_position is None else {
                 "position_ids": torch.arange(ids.shape[0])[None] + self.first_position}
-            if self.lm.config.model_type not in MASKED:
+            if self.lm.config.model_type not in ENCODERS:
                 kw["use_cache"] = False  # no key-value cache: one pass over the whole sentence
             logits = self.lm(input_ids=ids[None], **kw).logits[0, self.position]
             scores = torch.log_softmax(logits, dim=-1) if self.logprob else logits
