@@ -209,6 +209,10 @@ class Result:
                 return steps
             if edge == EDGE_NONE:
                 if not steps:
+                    if sr.paths == "signed" and np.isfinite(self.states[node][comp].reshape(-1)[idx]):
+                        # semantics="brunoflow": a 0 that the dense VJP gave an element with no edge
+                        raise SemirError(f"no path carries the value at {name}{list(here)}: it is brunoflow's "
+                                         "zero adjoint for an element that does not feed the op")
                     return steps  # no path from this element: the value is 0̄
                 raise SemirError(f"broken path pointer at {node}{list(here)}")
             consumer, out_i, w = self.edge_info(edge, idx)

@@ -41,7 +41,10 @@ def test_broadcast_and_embedding_lookup_sum_inside():
     np.testing.assert_allclose(run(src, "max_product", "brunoflow", t=t, ids=ids, u=u)["t"][0], [3.0, 4.0])
     # row 1 is never looked up: brunoflow's dense VJP still hands it 0, a zero-weight "path" (exact: none)
     assert run(src, "max_product", "exact", t=t, ids=ids, u=u)["t"][1].tolist() == [-np.inf, -np.inf]
-    np.testing.assert_array_equal(run(src, "max_product", "brunoflow", t=t, ids=ids, u=u)["t"][1], [0.0, 0.0])
+    bf = semir.compile(semir.parse(src), "max_product", backend="reference", semantics="brunoflow")(t=t, ids=ids, u=u)
+    np.testing.assert_array_equal(bf["t"][1], [0.0, 0.0])
+    with pytest.raises(semir.SemirError, match="zero adjoint"):  # a value no path carries is not given a path
+        bf.path("t", (1, 0))
 
 
 def test_softmax_is_composed_as_brunoflow_composes_it_and_pointers_name_consumers():
