@@ -237,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", metavar="DIR", help="write analysis.json, Graphviz paths and plots here")
     c.add_argument("--plot", action="store_true", help="with --out: write branch-flow figures (matplotlib)")
     c.add_argument("--json", action="store_true", help="print the records as JSON")
+    c.add_argument("--dataset", metavar="FILE", help="a data set (.txt, .jsonl, .csv or .parquet with a 'text' "
+                   "column): Parquet tables under --out, resumable")
+    c.add_argument("--workers", type=int, metavar="N", help="with --dataset: N worker processes (dask LocalCluster)")
+    c.add_argument("--scheduler", metavar="ADDRESS", help="with --dataset: an existing dask scheduler")
+    c.add_argument("--partition-size", type=int, default=16, help="with --dataset: sentences per partition")
     from .experiments import EXPERIMENTS
 
     c = sub.add_parser("experiment", help="run one of the paper's experiments (figure + numbers)")
@@ -263,6 +268,8 @@ def cmd_analyze(args) -> int:
 
     from . import analysis, models
 
+    if args.dataset or args.workers or args.scheduler:
+        return _analyze_dataset(args)
     m = models.load(args.model)
     sentences = list(args.sentence or [])
     if args.sentences:
@@ -307,6 +314,47 @@ def cmd_analyze(args) -> int:
     if args.json:
         print(json.dumps(docs))
     return 0
+
+
+def _analyze_dataset(args) -> int:
+    from .analysis import dataset
+
+    if not args.dataset:
+        raise InputError("--workers and --scheduler need --dataset FILE")
+    if not args.out:
+        raise InputError("--dataset needs --out DIR for its tables")
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers must be at least 1, got {args.workers}")
+    rows = dataset.read_dataset(args.dataset)
+    out = _writable_dir(args.out, "--out")
+    from . import models
+
+    hidden = models.load(args.model).hidden
+    readout, objective = _readout(args, hidden)
+    print(f"objective: {objective}", file=sys.stderr)
+    print(f"compiling the kernels, then {len(rows)} sentences in partitions of {args.partition_size}",
+          file=sys.stderr)
+    summary = dataset.run(args.model, rows, readout, objective, out, position=args.position,
+                          path_token=args.path_token, partition_size=args.partition_size, backend=args.backend,
+                          workers=args.workers, scheduler=args.scheduler)
+    tokens, _ = dataset.read_results(out)
+    stats = dataset.summarize(tokens)
+    (out / "summary.json").write_text(json.dumps({"objective": objective, "sentences": summary.sentences,
+                                                  "failures": summary.failures, **stats}, indent=1))
+    if args.json:
+        print(json.dumps({"sentences": summary.sentences, "failures": summary.failures, **stats}))
+    else:
+        print(f"{summary.sentences} sentences analysed ({summary.skipped} of {summary.partitions} partitions were "
+              f"already done); tables in {out}/")
+        print(f"mean token entropy {stats['entropy_mean']:.3f} ± {stats['entropy_se']:.3f} nats "
+              f"({stats['tokens']} tokens); branch of each token's best path (95% interval):")
+        for r in stats["branches"]:
+            cells = "  ".join(f"{b} {r[b][0]:.2f} [{r[b][1]:.2f}, {r[b][2]:.2f}]"
+                              for b in ("skip", "query", "key", "value"))
+            print(f"  layer {r['layer']}: {cells}")
+    for f in summary.failures:
+        print(f"failed: sentence {f['sentence_id']}: {f['error']}", file=sys.stderr)
+    return 1 if summary.failures else 0
 
 
 def _readout(args, hidden: int) -> tuple[np.ndarray, str]:

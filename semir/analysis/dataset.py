@@ -1,0 +1,372 @@
+"""Analyses over a data set: partitions, Parquet tables, resumable runs, on one process or a Dask cluster.
+
+``run(model, texts, readout, objective, out)`` analyses every sentence and writes, per partition of
+``partition_size`` sentences, two Parquet tables (pyarrow) under ``out/``:
+
+* ``tokens-NNNNN.parquet``: one row per sentence × token × layer × statistic (``layer`` is null for per-token
+  statistics): ``entropy`` and ``log_z`` of the token's paths (Eq. 3), ``grad_norm``; per layer the
+  max-product value of the token's best unit (``argmax_value``, its branch in ``label``) and the share of
+  its units whose best path takes each branch (``share_skip`` ... ``share_value``).
+* ``sentences-NNNNN.parquet``: one row per sentence: its objective value, and the top path from
+  ``path_token`` (value and the one-line-per-layer text).
+
+The sentence id and text travel with every row. Per sentence, one max-product sweep serves both the branch
+table and the top path. A partition is written to temporary files and renamed, then marked done, so a
+rerun skips finished partitions and recomputes nothing. ``run.json`` fingerprints the run (model, readout,
+sentences, settings); an ``out`` holding a different run is refused rather than mixed. A sentence that
+fails (too long for the model, say) is recorded with its id and error in ``failures-NNNNN.json`` and
+reported, never dropped silently. With ``workers=N`` (a ``dask.distributed`` LocalCluster of N processes,
+one thread each) or ``scheduler=ADDRESS``, partitions run in parallel; each worker loads the model once
+and compiles from semir's on-disk kernel cache. A worker holds one sentence's states at a time, so its
+memory is bounded by the largest sentence, not the data set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, OptionError, SemirError
+
+BRANCH_STATS = ("share_skip", "share_query", "share_key", "share_value")
+VERSION = 1
+
+
+@dataclass
+class Settings:
+    """What a run computes; part of its fingerprint."""
+
+    model: str
+    objective: str
+    position: int = 0
+    path_token: int = 1
+    backend: str | None = None
+    partition_size: int = 16
+
+
+def _fingerprint(settings: Settings, readout: np.ndarray, items: list[tuple[str, str]]) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"version": VERSION, **settings.__dict__}, sort_keys=True).encode())
+    h.update(np.ascontiguousarray(readout, dtype=np.float32).tobytes())
+    for sid, text in items:
+        h.update(f"{sid}\0{text}\0".encode())
+    return h.hexdigest()
+
+
+def _items(texts) -> list[tuple[str, str]]:
+    """(sentence id, text) pairs: strings get their index as id; dicts give ``id`` (optional) and ``text``."""
+    out = []
+    for i, t in enumerate(texts):
+        if isinstance(t, str):
+            out.append((str(i), t))
+        elif isinstance(t, dict) and isinstance(t.get("text"), str):
+            out.append((str(t.get("id", i)), t["text"]))
+        else:
+            raise InputError(f"sentence {i}: expected a string or a record with a 'text' field, got {t!r:.60}")
+    ids = [sid for sid, _ in out]
+    if len(set(ids)) != len(ids):
+        dup = next(s for s in ids if ids.count(s) > 1)
+        raise InputError(f"sentence ids must be unique; {dup!r} appears more than once")
+    return out
+
+
+def read_dataset(path: str | Path) -> list[dict]:
+    """Sentences from a .txt (one per line), .jsonl (``{"id": ..., "text": ...}``), .csv or .parquet file
+    (columns ``text`` and optionally ``id``)."""
+    p = Path(path)
+    try:
+        if p.suffix == ".txt":
+            return [{"id": str(i), "text": ln.strip()} for i, ln in enumerate(p.read_text().splitlines()) if ln.strip()]
+        if p.suffix == ".jsonl":
+            rows = [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]
+        elif p.suffix in (".csv", ".parquet"):
+            import pyarrow.csv
+            import pyarrow.parquet
+
+            table = pyarrow.csv.read_csv(p) if p.suffix == ".csv" else pyarrow.parquet.read_table(p)
+            rows = table.to_pylist()
+        else:
+            raise InputError(f"--dataset {str(p)!r}: expected .txt, .jsonl, .csv or .parquet")
+    except (OSError, ValueError) as e:
+        raise InputError(f"--dataset {str(p)!r}: cannot read it ({e})") from None
+    except ImportError:
+        raise SemirError("reading .csv and .parquet needs pyarrow: pip install 'semir[data]'") from None
+    if rows and "text" not in rows[0]:
+        raise InputError(f"--dataset {str(p)!r}: needs a 'text' field (columns: {', '.join(rows[0])})")
+    return [{"id": str(r.get("id", i)), "text": str(r["text"])} for i, r in enumerate(rows)]
+
+
+# -- one worker -------------------------------------------------------------------------------------------
+
+_MODELS: dict[str, Any] = {}
+
+
+class _Analyzer:
+    """A model and its three kernels, compiled once per process."""
+
+    def __init__(self, model, settings: Settings):
+        from ..compiler import compile
+
+        self.m, self.s = model, settings
+        layers = [f"layer{i}.attention.input" for i in range(model.layers)]
+        prog = model.program(position=settings.position)
+        self.best = compile(prog, "max_product", backend=settings.backend, wrt=["embeddings", *layers])
+        self.ent = compile(prog, "entropy", backend=settings.backend, wrt=["embeddings"])
+        self.grad = compile(prog, "sum_product", backend=settings.backend, wrt=["embeddings"])
+
+    def sentence(self, sid: str, text: str, readout: np.ndarray) -> tuple[list[dict], dict]:
+        from .branch import branch_records
+        from .paths import top_paths
+
+        m, s = self.m, self.s
+        ids = m.tokenize(text)
+        for what, p in (("position", s.position), ("path token", s.path_token)):
+            if not 0 <= p < len(ids):
+                raise InputError(f"the {what} {p} is outside the sentence's {len(ids)} tokens")
+        tokens = m.tokens(ids)
+        ins = m.inputs(ids, readout=readout)
+        best = self.best(**ins)
+        ent = self.ent(**ins)
+        grad = self.grad(**ins)["embeddings"]
+        state = ent.aggregate_state("embeddings", -1)
+        h = ent.semiring.finalize(state)
+        rows = []
+
+        def row(position, layer, statistic, value, label=None):
+            rows.append({"sentence_id": sid, "text": text, "position": position, "token": tokens[position],
+                         "layer": layer, "statistic": statistic, "value": float(value), "label": label})
+
+        for t in range(len(tokens)):
+            row(t, None, "entropy", h[t])
+            row(t, None, "log_z", state["logz"][t])
+            row(t, None, "grad_norm", np.linalg.norm(grad[t]))
+        for rec in branch_records(best, m.layers, tokens):
+            row(rec["position"], rec["layer"], "argmax_value", rec["argmax_value"], rec["argmax_branch"])
+            for b in BRANCH_STATS:
+                row(rec["position"], rec["layer"], b, rec[b])
+        path = top_paths(best, "embeddings", (s.path_token,))[0]
+        sent = {"sentence_id": sid, "text": text, "tokens": len(tokens), "objective": s.objective,
+                "output": float(best.output), "path_token": s.path_token, "path_value": path.value,
+                "path_text": path.format(tokens=tokens)}
+        return rows, sent
+
+
+def _worker_analyzer(model_ref: str, settings: Settings) -> _Analyzer:
+    """A Dask worker's analyzer, loaded once per process and kept between partitions."""
+    key = json.dumps(settings.__dict__, sort_keys=True)
+    if key not in _MODELS:
+        from .. import models
+
+        _MODELS[key] = _Analyzer(models.load(model_ref), settings)
+    return _MODELS[key]
+
+
+def _write_atomic(table, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def worker_partition(model_ref: str, settings: Settings, readout: np.ndarray, out: str, index: int,
+                     items: list[tuple[str, str]]) -> dict:
+    """One partition on a Dask worker."""
+    return run_partition(_worker_analyzer(model_ref, settings), readout, out, index, items)
+
+
+def run_partition(an: _Analyzer, readout: np.ndarray, out: str, index: int, items: list[tuple[str, str]]) -> dict:
+    """Analyse one partition and write its tables; returns its counts and failures."""
+    import pyarrow as pa
+
+    rows, sents, failures = [], [], []
+    for sid, text in items:
+        try:
+            r, s = an.sentence(sid, text, readout)
+        except SemirError as e:
+            failures.append({"sentence_id": sid, "text": text, "error": str(e)})
+            continue
+        rows += r
+        sents.append(s)
+    d = Path(out)
+    _write_atomic(pa.Table.from_pylist(rows, schema=TOKENS_SCHEMA()), d / f"tokens-{index:05d}.parquet")
+    _write_atomic(pa.Table.from_pylist(sents, schema=SENTENCES_SCHEMA()), d / f"sentences-{index:05d}.parquet")
+    done = {"partition": index, "sentences": len(sents), "failures": failures}
+    tmp = d / f"done-{index:05d}.json.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(done))
+    os.replace(tmp, d / f"done-{index:05d}.json")  # the commit: written last
+    return done
+
+
+def TOKENS_SCHEMA():  # noqa: N802  (a function so that pyarrow is imported only when a run writes)
+    import pyarrow as pa
+
+    return pa.schema([("sentence_id", pa.string()), ("text", pa.string()), ("position", pa.int32()),
+                      ("token", pa.string()), ("layer", pa.int32()), ("statistic", pa.string()),
+                      ("value", pa.float64()), ("label", pa.string())])
+
+
+def SENTENCES_SCHEMA():  # noqa: N802
+    import pyarrow as pa
+
+    return pa.schema([("sentence_id", pa.string()), ("text", pa.string()), ("tokens", pa.int32()),
+                      ("objective", pa.string()), ("output", pa.float64()), ("path_token", pa.int32()),
+                      ("path_value", pa.float64()), ("path_text", pa.string())])
+
+
+# -- the driver ---------------------------------------------------------------------------------------------
+
+@dataclass
+class RunSummary:
+    out: Path
+    sentences: int
+    partitions: int
+    skipped: int
+    failures: list[dict]
+
+    def __repr__(self) -> str:
+        return (f"<analysis run {str(self.out)!r}: {self.sentences} sentences in {self.partitions} partitions "
+                f"({self.skipped} already done), {len(self.failures)} failed>")
+
+
+def run(model, texts, readout, objective: str, out: str | Path, position: int = 0, path_token: int = 1,
+        partition_size: int = 16, backend: str | None = None, workers: int | None = None,
+        scheduler: str | None = None, progress: bool = True) -> RunSummary:
+    """Analyse ``texts`` (strings, or records with ``text`` and optionally ``id``) and write the tables under
+    ``out``. ``model`` is a name or folder (``"minilm"``) or a loaded model; with ``workers``/``scheduler``
+    it must be a name or folder, which every worker loads. ``objective`` describes ``readout`` and is stored
+    with every sentence. Returns a summary; :func:`read_results` reads the tables back."""
+    from ..progress import Progress
+
+    items = _items(texts)
+    if not items:
+        raise InputError("no sentences to analyse")
+    if partition_size < 1:
+        raise OptionError(f"partition_size must be at least 1, got {partition_size}")
+    ref = str(model) if isinstance(model, str | Path) else model
+    if (workers or scheduler) and not isinstance(ref, str):
+        raise OptionError("with workers or a scheduler, give the model as a name or folder: each worker loads it")
+    name = ref if isinstance(ref, str) else str(getattr(ref, "path", type(ref).__name__))
+    settings = Settings(name, objective, position, path_token, backend, partition_size)
+    readout = np.asarray(readout, dtype=np.float32)
+    d = Path(out)
+    d.mkdir(parents=True, exist_ok=True)
+    fp = _fingerprint(settings, readout, items)
+    manifest = d / "run.json"
+    if manifest.exists():
+        try:
+            old = json.loads(manifest.read_text())
+        except ValueError:
+            old = {}
+        if old.get("fingerprint") != fp:
+            raise OptionError(f"{d} holds the results of a different run (other model, objective, sentences or "
+                              "settings); give another --out or remove it")
+    else:
+        manifest.write_text(json.dumps({"fingerprint": fp, "settings": settings.__dict__, "sentences": len(items),
+                                        "objective": objective}, indent=1))
+    parts = [(i, items[k:k + partition_size]) for i, k in enumerate(range(0, len(items), partition_size))]
+    done = {i: json.loads((d / f"done-{i:05d}.json").read_text())
+            for i, _ in parts if (d / f"done-{i:05d}.json").exists()}
+    todo = [(i, p) for i, p in parts if i not in done]
+    bar = Progress(len(todo), "partitions", enabled=progress and bool(todo))
+    results = dict(done)
+    if not todo:
+        pass
+    elif not (workers or scheduler):
+        from .. import models
+
+        an = _Analyzer(models.load(ref) if isinstance(ref, str) else ref, settings)
+        for i, p in todo:
+            results[i] = run_partition(an, readout, str(d), i, p)
+            bar.update()
+    else:
+        for i, res in _dask(ref, settings, readout, d, todo, workers, scheduler):
+            results[i] = res
+            bar.update()
+    bar.close()
+    failures = [f for i in sorted(results) for f in results[i]["failures"]]
+    return RunSummary(d, sum(r["sentences"] for r in results.values()), len(parts), len(done), failures)
+
+
+def _dask(ref, settings, readout, d: Path, todo, workers, scheduler):
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise SemirError("parallel runs need dask: pip install 'semir[data]'") from None
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    try:
+        futures = {client.submit(worker_partition, ref, settings, readout, str(d), i, p, key=f"semir-part-{i}",
+                                 retries=2, pure=False): i for i, p in todo}
+        failed = []
+        for fut in as_completed(futures):
+            i = futures[fut]
+            try:
+                yield i, fut.result()
+            except Exception as e:  # a partition that failed its retries: report its sentences, by id
+                failed.append((i, e))
+        if failed:
+            i, e = failed[0]
+            ids = [sid for j, p in todo if j in dict(failed) for sid, _ in p]
+            raise SemirError(f"{len(failed)} partition(s) failed after retries ({type(e).__name__}: {e}); "
+                             f"their sentences: {', '.join(ids[:20])}{' ...' if len(ids) > 20 else ''}; "
+                             "rerun to retry them (finished partitions are kept)")
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def read_results(out: str | Path) -> tuple[Any, Any]:
+    """The ``tokens`` and ``sentences`` tables of a run (pyarrow Tables), finished partitions only."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    d = Path(out)
+    done = sorted(d.glob("done-*.json"))
+    if not done:
+        raise InputError(f"{d}: no finished partitions")
+    idx = [p.stem.split("-")[1] for p in done]
+    tokens = pa.concat_tables([pq.read_table(d / f"tokens-{i}.parquet") for i in idx])
+    sentences = pa.concat_tables([pq.read_table(d / f"sentences-{i}.parquet") for i in idx])
+    return tokens, sentences
+
+
+def summarize(tokens) -> dict:
+    """Across the data set: per layer, the fraction of tokens whose best unit's path takes each branch, with a
+    95% Wilson interval, and the mean token entropy with its standard error."""
+    rows = tokens.to_pylist() if hasattr(tokens, "to_pylist") else list(tokens)
+    layers = sorted({r["layer"] for r in rows if r["layer"] is not None})
+    branches = [b.removeprefix("share_") for b in BRANCH_STATS]
+    table = []
+    for layer in layers:
+        labels = [r["label"] for r in rows if r["layer"] == layer and r["statistic"] == "argmax_value"]
+        n = len(labels)
+        entry = {"layer": layer, "tokens": n}
+        for b in branches:
+            entry[b] = (sum(lab == b for lab in labels) / n, *_wilson(sum(lab == b for lab in labels), n))
+        table.append(entry)
+    ent = np.array([r["value"] for r in rows if r["statistic"] == "entropy"])
+    return {"branches": table, "entropy_mean": float(ent.mean()) if len(ent) else float("nan"),
+            "entropy_se": float(ent.std(ddof=1) / np.sqrt(len(ent))) if len(ent) > 1 else float("nan"),
+            "tokens": int(len(ent))}
+
+
+def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(centre - half), float(centre + half)
