@@ -117,7 +117,7 @@ def test_mdl_entropy_and_code_lengths(tmp_path):
     assert all(r["val_accuracy"] > 0.8 and r["mdl_bits"] < 0.5 * r["uniform_bits"] for r in (easy, hard))
     assert hard["mdl_bits"] > 2 * easy["mdl_bits"]  # the five-way count is the harder task to learn
     assert all(np.isfinite(r["entropy"]) and r["entropy"] > 0 for r in (easy, hard))
-    # decomposing softmax, layernorm and gelu (the paper's semantics) adds paths, so more entropy
+    # brunoflow's composed softmax and layernorm (the paper's semantics) add paths, so more entropy
     assert all(r["entropy_brunoflow"] > r["entropy"] for r in (easy, hard))
 
 

@@ -303,8 +303,11 @@ def _dask(ref, settings, readout, d: Path, todo, workers, scheduler):
     if scheduler:
         client = Client(scheduler)
     else:
+        # one thread per worker, kernels included: N workers share the machine's cores instead of each
+        # starting a thread per core (set before the worker imports numba)
+        single = {k: "1" for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
         cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                               dashboard_address=None, env=single)
         client = Client(cluster)
     try:
         futures = {client.submit(worker_partition, ref, settings, readout, str(d), i, p, key=f"semir-part-{i}",
