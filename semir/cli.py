@@ -341,6 +341,8 @@ def _analyze_dataset(args) -> int:
     stats = dataset.summarize(tokens)
     (out / "summary.json").write_text(json.dumps({"objective": objective, "sentences": summary.sentences,
                                                   "failures": summary.failures, **stats}, indent=1))
+    if args.plot:
+        dataset.plot_summary(stats, out / "summary.png", args.model, objective, summary.sentences)
     if args.json:
         print(json.dumps({"sentences": summary.sentences, "failures": summary.failures, **stats}))
     else:
@@ -376,10 +378,13 @@ def _readout(args, hidden: int) -> tuple[np.ndarray, str]:
 
 
 def _progress(items: list):
-    for i, item in enumerate(items):
-        if len(items) > 1:
-            print(f"[{i + 1}/{len(items)}] {item[:60]}", file=sys.stderr)
+    from .progress import Progress
+
+    bar = Progress(len(items), "sentences", enabled=len(items) > 1)
+    for item in items:
         yield item
+        bar.update()
+    bar.close()
 
 
 def _print_analysis(doc: dict, layers: int) -> None:

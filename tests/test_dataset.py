@@ -95,7 +95,7 @@ def test_a_failing_sentence_is_reported_by_id(folder, tmp_path, capsys):
     path = tmp_path / "data.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     code = main(["analyze", str(folder), "--dataset", str(path), "--out", str(tmp_path / "out"),
-                 "--readout", "random"])
+                 "--readout", "random", "--plot"])
     err = capsys.readouterr().err
     assert code == 1 and "sentence too-long" in err and "objective: " in err
     tokens, sents = dataset.read_results(tmp_path / "out")
@@ -103,6 +103,24 @@ def test_a_failing_sentence_is_reported_by_id(folder, tmp_path, capsys):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [f["sentence_id"] for f in summary["failures"]] == ["too-long"]
     assert [r["layer"] for r in summary["branches"]] == [0, 1]
+    assert (tmp_path / "out" / "summary.png").stat().st_size > 0
+    # the shares are fractions of the recorded tokens, and each interval holds its share
+    for r in summary["branches"]:
+        assert sum(r[b][0] for b in ("skip", "query", "key", "value")) == pytest.approx(1.0)
+        assert all(r[b][1] <= r[b][0] <= r[b][2] for b in ("skip", "query", "key", "value"))
+
+
+def test_progress_reports_count_and_rate():
+    import io
+
+    from semir.progress import Progress
+
+    out = io.StringIO()
+    bar = Progress(3, "sentences", stream=out)
+    for _ in range(3):
+        bar.update()
+    bar.close()
+    assert "3/3" in out.getvalue()
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".txt"])

@@ -360,10 +360,46 @@ def summarize(tokens) -> dict:
         for b in branches:
             entry[b] = (sum(lab == b for lab in labels) / n, *_wilson(sum(lab == b for lab in labels), n))
         table.append(entry)
-    ent = np.array([r["value"] for r in rows if r["statistic"] == "entropy"])
+    ent_rows = [r for r in rows if r["statistic"] == "entropy"]
+    ent = np.array([r["value"] for r in ent_rows])
+    by_position = []
+    for p in sorted({r["position"] for r in ent_rows}):
+        v = np.array([r["value"] for r in ent_rows if r["position"] == p])
+        by_position.append({"position": p, "tokens": len(v), "mean": float(v.mean()),
+                            "se": float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")})
     return {"branches": table, "entropy_mean": float(ent.mean()) if len(ent) else float("nan"),
             "entropy_se": float(ent.std(ddof=1) / np.sqrt(len(ent))) if len(ent) > 1 else float("nan"),
-            "tokens": int(len(ent))}
+            "tokens": int(len(ent)), "entropy_by_position": by_position}
+
+
+def plot_summary(stats: dict, path, model: str, objective: str, sentences: int) -> None:
+    """Two panels: the branch of each token's best path per layer (95% intervals), and the mean token
+    entropy by position (± one standard error); titled with the model, the objective and the count."""
+    from ..experiments.common import pyplot
+
+    plt = pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    layers = [r["layer"] for r in stats["branches"]]
+    width = 0.2
+    for k, br in enumerate(("skip", "query", "key", "value")):
+        mid = np.array([r[br][0] for r in stats["branches"]])
+        err = np.array([[m - r[br][1], r[br][2] - m] for m, r in zip(mid, stats["branches"])]).T
+        a.bar(np.array(layers) + (k - 1.5) * width, mid, width, yerr=err, capsize=2, label=br)
+    a.set_xlabel("layer")
+    a.set_ylabel("fraction of tokens (best unit's top path)")
+    a.set_ylim(0, 1.05)
+    a.set_xticks(layers)
+    a.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    pos = stats["entropy_by_position"]
+    b.errorbar([p["position"] for p in pos], [p["mean"] for p in pos], yerr=[p["se"] for p in pos],
+               marker="o", ms=3, capsize=2)
+    b.set_xlabel("token position")
+    b.set_ylabel("entropy of gradient flow (nats)")
+    short = objective if len(objective) < 90 else objective[:87] + "..."
+    fig.suptitle(f"{model}: {sentences} sentences; objective: {short}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
