@@ -48,6 +48,7 @@ class Settings:
     path_token: int = 1
     backend: str | None = None
     partition_size: int = 16
+    batch_size: int = 8
 
 
 def _fingerprint(settings: Settings, readout: np.ndarray, items: list[tuple[str, str]]) -> str:
@@ -107,54 +108,75 @@ def read_dataset(path: str | Path) -> list[dict]:
 _MODELS: dict[str, Any] = {}
 
 
+class _Example:
+    """Sentence ``k`` of a batched result, as the per-sentence analyses read a result."""
+
+    def __init__(self, r, k: int):
+        self.r, self.k = r, k
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.r[name][self.k]
+
+    def next_nodes(self, name: str, component: Any = None) -> np.ndarray:
+        return self.r.next_nodes(name, component)[self.k]
+
+
 class _Analyzer:
-    """A model and its three kernels, compiled once per process."""
+    """A model and its three kernels over batches of same-length sentences, compiled once per process."""
 
     def __init__(self, model, settings: Settings):
         from ..compiler import compile
 
         self.m, self.s = model, settings
         layers = [f"layer{i}.attention.input" for i in range(model.layers)]
-        prog = model.program(position=settings.position)
+        prog = model.program(position=settings.position, batch=True)
         self.best = compile(prog, "max_product", backend=settings.backend, wrt=["embeddings", *layers])
         self.ent = compile(prog, "entropy", backend=settings.backend, wrt=["embeddings"])
         self.grad = compile(prog, "sum_product", backend=settings.backend, wrt=["embeddings"])
 
-    def sentence(self, sid: str, text: str, readout: np.ndarray) -> tuple[list[dict], dict]:
+    def check(self, text: str) -> np.ndarray:
+        ids = self.m.tokenize(text)
+        for what, p in (("position", self.s.position), ("path token", self.s.path_token)):
+            if not 0 <= p < len(ids):
+                raise InputError(f"the {what} {p} is outside the sentence's {len(ids)} tokens")
+        self.m.inputs(ids, readout=np.zeros(self.m.hidden, np.float32) + 1)  # every other input check
+        return ids
+
+    def batch(self, group: list[tuple[str, str, np.ndarray]], readout: np.ndarray) -> list[tuple[list, dict]]:
+        """Rows of each sentence of ``group`` (same length), from one call per statistic."""
         from .branch import branch_records
         from .paths import top_paths
 
         m, s = self.m, self.s
-        ids = m.tokenize(text)
-        for what, p in (("position", s.position), ("path token", s.path_token)):
-            if not 0 <= p < len(ids):
-                raise InputError(f"the {what} {p} is outside the sentence's {len(ids)} tokens")
-        tokens = m.tokens(ids)
-        ins = m.inputs(ids, readout=readout)
-        best = self.best(**ins)
-        ent = self.ent(**ins)
-        grad = self.grad(**ins)["embeddings"]
+        ins = m.batch_inputs([ids for _, _, ids in group], readout=readout)
+        best, ent, grad = self.best(**ins), self.ent(**ins), self.grad(**ins)["embeddings"]
         state = ent.aggregate_state("embeddings", -1)
         h = ent.semiring.finalize(state)
-        rows = []
+        final = best.value("final")
+        out = []
+        for k, (sid, text, ids) in enumerate(group):
+            tokens = m.tokens(ids)
+            rows = []
+            base = {"sentence_id": sid, "text": text}
+            for t in range(len(tokens)):
+                for stat, v in (("entropy", h[k, t]), ("log_z", state["logz"][k, t]),
+                                ("grad_norm", np.linalg.norm(grad[k, t]))):
+                    rows.append(_row(base, tokens, t, None, stat, v))
+            for rec in branch_records(_Example(best, k), m.layers, tokens):
+                p, layer = rec["position"], rec["layer"]
+                rows.append(_row(base, tokens, p, layer, "argmax_value", rec["argmax_value"], rec["argmax_branch"]))
+                rows += [_row(base, tokens, p, layer, b, rec[b]) for b in BRANCH_STATS]
+            path = top_paths(best, "embeddings", (k, s.path_token))[0]
+            sent = {**base, "tokens": len(tokens), "objective": s.objective,
+                    "output": float(np.dot(final[k].astype(np.float64), readout.astype(np.float64))),
+                    "path_token": s.path_token, "path_value": path.value, "path_text": path.format(tokens=tokens)}
+            out.append((rows, sent))
+        return out
 
-        def row(position, layer, statistic, value, label=None):
-            rows.append({"sentence_id": sid, "text": text, "position": position, "token": tokens[position],
-                         "layer": layer, "statistic": statistic, "value": float(value), "label": label})
 
-        for t in range(len(tokens)):
-            row(t, None, "entropy", h[t])
-            row(t, None, "log_z", state["logz"][t])
-            row(t, None, "grad_norm", np.linalg.norm(grad[t]))
-        for rec in branch_records(best, m.layers, tokens):
-            row(rec["position"], rec["layer"], "argmax_value", rec["argmax_value"], rec["argmax_branch"])
-            for b in BRANCH_STATS:
-                row(rec["position"], rec["layer"], b, rec[b])
-        path = top_paths(best, "embeddings", (s.path_token,))[0]
-        sent = {"sentence_id": sid, "text": text, "tokens": len(tokens), "objective": s.objective,
-                "output": float(best.output), "path_token": s.path_token, "path_value": path.value,
-                "path_text": path.format(tokens=tokens)}
-        return rows, sent
+def _row(base: dict, tokens: list[str], position: int, layer, statistic: str, value, label=None) -> dict:
+    return {**base, "position": position, "token": tokens[position], "layer": layer, "statistic": statistic,
+            "value": float(value), "label": label}
 
 
 def _worker_analyzer(model_ref: str, settings: Settings) -> _Analyzer:
@@ -182,18 +204,41 @@ def worker_partition(model_ref: str, settings: Settings, readout: np.ndarray, ou
 
 
 def run_partition(an: _Analyzer, readout: np.ndarray, out: str, index: int, items: list[tuple[str, str]]) -> dict:
-    """Analyse one partition and write its tables; returns its counts and failures."""
+    """Analyse one partition, in batches of same-length sentences (no padding), and write its tables; returns
+    its counts and failures."""
     import pyarrow as pa
 
-    rows, sents, failures = [], [], []
+    failures, by_length = [], {}
     for sid, text in items:
         try:
-            r, s = an.sentence(sid, text, readout)
+            ids = an.check(text)
         except SemirError as e:
             failures.append({"sentence_id": sid, "text": text, "error": str(e)})
             continue
-        rows += r
-        sents.append(s)
+        by_length.setdefault(len(ids), []).append((sid, text, ids))
+    done: dict[str, tuple[list, dict]] = {}
+    size = an.s.batch_size
+    for group in by_length.values():
+        for k in range(0, len(group), size):
+            chunk = group[k:k + size]
+            try:
+                results = an.batch(chunk, readout)
+            except SemirError:  # find the sentence: one at a time
+                results = []
+                for one in chunk:
+                    try:
+                        results += an.batch([one], readout)
+                    except SemirError as e:
+                        failures.append({"sentence_id": one[0], "text": one[1], "error": str(e)})
+                        results.append(None)
+            for one, res in zip(chunk, results):
+                if res is not None:
+                    done[one[0]] = res
+    rows, sents = [], []
+    for sid, _ in items:  # rows in the data set's order
+        if sid in done:
+            rows += done[sid][0]
+            sents.append(done[sid][1])
     d = Path(out)
     _write_atomic(pa.Table.from_pylist(rows, schema=TOKENS_SCHEMA()), d / f"tokens-{index:05d}.parquet")
     _write_atomic(pa.Table.from_pylist(sents, schema=SENTENCES_SCHEMA()), d / f"sentences-{index:05d}.parquet")
@@ -236,7 +281,7 @@ class RunSummary:
 
 
 def run(model, texts, readout, objective: str, out: str | Path, position: int = 0, path_token: int = 1,
-        partition_size: int = 16, backend: str | None = None, workers: int | None = None,
+        partition_size: int = 16, batch_size: int = 8, backend: str | None = None, workers: int | None = None,
         scheduler: str | None = None, progress: bool = True) -> RunSummary:
     """Analyse ``texts`` (strings, or records with ``text`` and optionally ``id``) and write the tables under
     ``out``. ``model`` is a name or folder (``"minilm"``) or a loaded model; with ``workers``/``scheduler``
@@ -247,13 +292,13 @@ def run(model, texts, readout, objective: str, out: str | Path, position: int = 
     items = _items(texts)
     if not items:
         raise InputError("no sentences to analyse")
-    if partition_size < 1:
-        raise OptionError(f"partition_size must be at least 1, got {partition_size}")
+    if partition_size < 1 or batch_size < 1:
+        raise OptionError(f"partition_size and batch_size must be at least 1, got {partition_size}, {batch_size}")
     ref = str(model) if isinstance(model, str | Path) else model
     if (workers or scheduler) and not isinstance(ref, str):
         raise OptionError("with workers or a scheduler, give the model as a name or folder: each worker loads it")
     name = ref if isinstance(ref, str) else str(getattr(ref, "path", type(ref).__name__))
-    settings = Settings(name, objective, position, path_token, backend, partition_size)
+    settings = Settings(name, objective, position, path_token, backend, partition_size, batch_size)
     readout = np.asarray(readout, dtype=np.float32)
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)

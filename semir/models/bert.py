@@ -98,22 +98,43 @@ class BertModel(Tokenized):
 
     # -- IR -------------------------------------------------------------------
 
-    def program(self, readout: Any = None, position: int = 0, pool: str | None = None) -> Program:
+    def program(self, readout: Any = None, position: int = 0, pool: str | None = None,
+                batch: bool = False) -> Program:
         """The encoder with output ``readout · h_final[position]``, or with ``pool="mean"``
         ``readout · mean over tokens of h_final`` (a pooled-embedding component for a one-hot readout).
 
         The readout is an input of the program. ``readout=u`` here makes ``u`` the one that
         :meth:`inputs` feeds when it is not given one; ``inputs(ids, readout=u)`` overrides it. With
         neither, :meth:`inputs` refuses: a zero readout would make every statistic 0.
+
+        ``batch=True``: a batch of sentences of one length (``[B, S]`` ids, fed by :meth:`batch_inputs`),
+        every node with a leading batch axis, the output the sum of the sentences' outputs. No edge crosses
+        sentences (attention is within each), so every path from a sentence's element ends at its own
+        term, and every semiring's states of sentence ``b`` are ``[b]`` of the batched ones.
         """
         if readout is not None:
             self.default_readout = self._check_readout(readout)
         if pool not in (None, "mean"):
             raise OptionError(f"unknown pooling {pool!r}; valid choices: mean")
-        key = ("readout", int(position), pool)
+        key = ("readout", int(position), pool, bool(batch))
         if key not in self._programs:
-            self._programs[key] = self._build(position, pool)
+            self._programs[key] = self._build(position, pool, batch)
         return self._programs[key]
+
+    def batch_inputs(self, batch_ids, readout: Any = None) -> dict[str, np.ndarray]:
+        """Inputs of ``program(batch=True)``: sentences of one length (no padding, so no masked position can
+        add a path), ``[B, S]``."""
+        rows = [self._check_ids(ids) for ids in batch_ids]
+        if not rows:
+            raise InputError("batch_ids: no sentences")
+        if len({len(r) for r in rows}) != 1:
+            raise InputError(f"batch_ids: a batch holds sentences of one length, got lengths "
+                             f"{sorted({len(r) for r in rows})}; group them by length (padding would add paths)")
+        one = self.inputs(rows[0], readout=readout)
+        Bn, S = len(rows), len(rows[0])
+        one.update(ids=np.stack(rows), positions=np.tile(np.arange(S, dtype=np.int64), (Bn, 1)),
+                   token_types=np.zeros((Bn, S), np.int64), attention_mask=np.ones((Bn, S), np.float32))
+        return one
 
     def similarity_program(self) -> Program:
         """Output: the cosine similarity of two sentences' mean-pooled embeddings (inputs ``*_a``, ``*_b``).
@@ -225,15 +246,18 @@ class BertModel(Tokenized):
             self._programs["_params"] = {k: v.astype(np.float32) for k, v in p.items()}
         return self._programs["_params"]
 
-    def _build(self, position: int, pool: str | None) -> Program:
+    def _build(self, position: int, pool: str | None, batch: bool = False) -> Program:
         b = Builder()
         S = SymDim.make({"S": 1}, 0)
-        ids, pos, types, mask_add = self._sentence(b, S, "")
+        lead = (SymDim.make({"B": 1}, 0),) if batch else ()
+        ids, pos, types, mask_add = self._sentence(b, S, "", lead)
+        if batch:  # [B, S] -> [B, 1, 1, S]: over the key positions of each sentence's heads and queries
+            mask_add = B.reshape(mask_add, [lead[0], 1, 1, S])
         W = self._weights(b, embeddings=True, layers=range(self.layers))
         h = self._embed(b, W, ids, pos, types)
         for i in range(self.layers):
-            h = self._layer(b, W, S, mask_add, i, h)
-        final = B.mean(h, axis=0) if pool == "mean" else h[position]
+            h = self._layer(b, W, S, mask_add, i, h, lead)
+        final = B.mean(h, axis=-2) if pool == "mean" else (h[:, position] if batch else h[position])
         b.bind(final, "pooled" if pool == "mean" else "final")
         readout = b.param("readout", TensorType(DType.f32, (self.hidden,)))
         return b.finish(B.sum(final * readout), "bert", name_temporaries=True)
@@ -270,11 +294,11 @@ class BertModel(Tokenized):
 
     # -- graph pieces ---------------------------------------------------------
 
-    def _sentence(self, b: Builder, S, suffix: str):
-        """ids, positions, token types and the additive attention mask of one sentence."""
-        i64 = TensorType(DType.i64, (S,))
+    def _sentence(self, b: Builder, S, suffix: str, lead: tuple = ()):
+        """ids, positions, token types and the additive attention mask of one sentence (``lead``: a batch)."""
+        i64 = TensorType(DType.i64, (*lead, S))
         ids, pos, types = (b.param(n + suffix, i64) for n in ("ids", "positions", "token_types"))
-        mask = b.param("attention_mask" + suffix, TensorType(DType.f32, (S,)))
+        mask = b.param("attention_mask" + suffix, TensorType(DType.f32, (*lead, S)))
         # additive mask over key positions: 0 where attended, -10000 where masked (as in BERT)
         mask_add = (1.0 - mask) * -10000.0
         b.bind(mask_add, "attention_mask_add" + suffix)
@@ -293,7 +317,7 @@ class BertModel(Tokenized):
         b.bind(h, "embeddings")
         return h
 
-    def _layer(self, b: Builder, W: dict, S, mask_add: Value, i: int, h: Value) -> Value:
+    def _layer(self, b: Builder, W: dict, S, mask_add: Value, i: int, h: Value, lead: tuple = ()) -> Value:
         def name(v: Value, n: str) -> Value:
             b.bind(v, n)
             return v
@@ -301,9 +325,11 @@ class BertModel(Tokenized):
         eps = float(self.config.get("layer_norm_eps", 1e-12))
         H, A = self.hidden, self.heads
         D = H // A
+        L = len(lead)
+        keep = list(range(L))  # batch axes stay in front
 
         def heads(x: Value) -> Value:
-            return B.transpose(B.reshape(x, [S, A, D]), [1, 0, 2])
+            return B.transpose(B.reshape(x, [*lead, S, A, D]), [*keep, L + 1, L, L + 2])
 
         pre, ln = f"encoder.layer.{i}.", f"layer{i}"
         b.bind(h, f"{ln}.attention.input")
@@ -311,11 +337,11 @@ class BertModel(Tokenized):
         for part in ("query", "key", "value"):
             mm = name(h @ W[f"{pre}attention.self.{part}.weight"], f"{ln}.attention.{part}.proj")
             proj[part] = name(mm + W[f"{pre}attention.self.{part}.bias"], f"{ln}.attention.{part}")
-        skip = name(B.reshape(h, [S, H]), f"{ln}.attention.skip")
-        scores = name(heads(proj["query"]) @ B.transpose(heads(proj["key"]), [0, 2, 1]) * (1.0 / math.sqrt(D)),
-                      f"{ln}.attention.scores")
+        skip = name(B.reshape(h, [*lead, S, H]), f"{ln}.attention.skip")
+        keys = B.transpose(heads(proj["key"]), [*keep, L, L + 2, L + 1])
+        scores = name(heads(proj["query"]) @ keys * (1.0 / math.sqrt(D)), f"{ln}.attention.scores")
         probs = name(B.softmax(scores + mask_add, axis=-1), f"{ln}.attention.probs")
-        ctx = name(B.reshape(B.transpose(probs @ heads(proj["value"]), [1, 0, 2]), [S, H]),
+        ctx = name(B.reshape(B.transpose(probs @ heads(proj["value"]), [*keep, L + 1, L, L + 2]), [*lead, S, H]),
                    f"{ln}.attention.context")
         dense = name(ctx @ W[f"{pre}attention.output.dense.weight"] + W[f"{pre}attention.output.dense.bias"],
                      f"{ln}.attention.dense")
@@ -326,7 +352,7 @@ class BertModel(Tokenized):
         inter = name(B.gelu(h1 @ W[f"{pre}intermediate.dense.weight"] + W[f"{pre}intermediate.dense.bias"]),
                      f"{ln}.ffn.intermediate")
         out = name(inter @ W[f"{pre}output.dense.weight"] + W[f"{pre}output.dense.bias"], f"{ln}.ffn.output")
-        fskip = name(B.reshape(h1, [S, H]), f"{ln}.ffn.skip")
+        fskip = name(B.reshape(h1, [*lead, S, H]), f"{ln}.ffn.skip")
         residual = name(fskip + out, f"{ln}.ffn.residual")
         return name(B.layernorm(residual, W[f"{pre}output.LayerNorm.weight"], W[f"{pre}output.LayerNorm.bias"],
                                 eps=eps), f"{ln}.output")
