@@ -242,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=int, metavar="N", help="with --dataset: N worker processes (dask LocalCluster)")
     c.add_argument("--scheduler", metavar="ADDRESS", help="with --dataset: an existing dask scheduler")
     c.add_argument("--partition-size", type=int, default=16, help="with --dataset: sentences per partition")
+    c.add_argument("--batch-size", type=int, default=8, help="with --dataset: same-length sentences per call")
     from .experiments import EXPERIMENTS
 
     c = sub.add_parser("experiment", help="run one of the paper's experiments (figure + numbers)")
@@ -335,7 +336,8 @@ def _analyze_dataset(args) -> int:
     print(f"compiling the kernels, then {len(rows)} sentences in partitions of {args.partition_size}",
           file=sys.stderr)
     summary = dataset.run(args.model, rows, readout, objective, out, position=args.position,
-                          path_token=args.path_token, partition_size=args.partition_size, backend=args.backend,
+                          path_token=args.path_token, partition_size=args.partition_size,
+                          batch_size=args.batch_size, backend=args.backend,
                           workers=args.workers, scheduler=args.scheduler)
     tokens, _ = dataset.read_results(out)
     stats = dataset.summarize(tokens)
