@@ -45,13 +45,16 @@ def main() -> None:
         f.write("\n".join(texts[:args.legacy]) + "\n")
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "semir.cli", "analyze", "minilm", "--sentences", str(tmp / "legacy.txt"),
-                    "--json"], check=True, capture_output=True)
+                    "--readout", "random", "--json"], check=True, capture_output=True)
     out["one-sentence loop (semir analyze --sentences)"] = args.legacy / (time.perf_counter() - t)
-    for name, workers in (("data-set runner, in-process", None), ("data-set runner, 1 worker", 1),
-                          ("data-set runner, 2 workers", 2)):
+    for name, workers, batch in (("data-set runner, in-process, batches of 8", None, 8),
+                                 ("data-set runner, in-process, one at a time", None, 1),
+                                 ("data-set runner, 1 worker, one at a time", 1, 1),
+                                 ("data-set runner, 1 worker, batches of 8", 1, 8),
+                                 ("data-set runner, 2 workers, one at a time", 2, 1)):
         t = time.perf_counter()
-        dataset.run("minilm", texts, u, "u", tmp / f"run{workers}", workers=workers, partition_size=5,
-                    progress=False)
+        dataset.run("minilm", texts, u, "u", tmp / f"run{workers}_{batch}", workers=workers, batch_size=batch,
+                    partition_size=8, progress=False)
         out[name] = args.sentences / (time.perf_counter() - t)
     print(json.dumps({k: round(v, 3) for k, v in out.items()}, indent=1))
     print("sentences per second; tokens per sentence:", len(texts[0].split()) + 2)

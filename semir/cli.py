@@ -230,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--sentence", action="append", help="a sentence (repeatable)")
     c.add_argument("--sentences", metavar="FILE", help="a file of sentences, one per line")
     c.add_argument("--position", type=int, default=0, help="token position whose final state is read out")
-    c.add_argument("--readout", default="random", help="'random' (seeded) or a .npy vector of the hidden size")
+    c.add_argument("--readout", help="the objective: a .npy vector u of the hidden size (output u · final "
+                   "state), or 'random' for a seeded random direction (a probe of the network, not a task)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--path-token", type=int, default=1, help="print the top path from this token")
     c.add_argument("--backend", default=None, help=f"one of: {', '.join(BACKENDS)}")
@@ -242,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=int, metavar="N", help="with --dataset: N worker processes (dask LocalCluster)")
     c.add_argument("--scheduler", metavar="ADDRESS", help="with --dataset: an existing dask scheduler")
     c.add_argument("--partition-size", type=int, default=16, help="with --dataset: sentences per partition")
-    c.add_argument("--batch-size", type=int, default=8, help="with --dataset: same-length sentences per call")
+    c.add_argument("--batch-size", type=int, help="with --dataset: same-length sentences per call (default 8 "
+                   "in-process, 1 on dask workers)")
     from .experiments import EXPERIMENTS
 
     c = sub.add_parser("experiment", help="run one of the paper's experiments (figure + numbers)")
@@ -364,6 +366,9 @@ def _analyze_dataset(args) -> int:
 def _readout(args, hidden: int) -> tuple[np.ndarray, str]:
     """The readout vector and a one-line description of what is attributed (printed and stored)."""
     where = f"the final hidden state at position {args.position}"
+    if args.readout is None:
+        raise InputError("--readout: give the objective, a .npy vector u of the hidden size (the output is "
+                         "u · the final state), or --readout random for a seeded random direction")
     if args.readout == "random":
         u = np.random.default_rng(args.seed).normal(size=hidden).astype(np.float32)
         return u, (f"u · {where}, u a random N(0, 1) direction (seed {args.seed}): a probe of the network, "

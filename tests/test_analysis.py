@@ -115,13 +115,16 @@ def test_analyze_command(tmp_path, capsys):
     folder.mkdir()
     tiny_bert(folder)
     out = tmp_path / "out"
+    # no objective, no run: a random direction only when asked for
+    assert main(["analyze", str(folder), "--sentence", "the keys"]) == 2
+    assert "--readout random" in capsys.readouterr().err
     assert main(["analyze", str(folder), "--sentence", "the keys", "--sentence", "the table", "--json",
-                 "--out", str(out)]) == 0
+                 "--out", str(out), "--readout", "random"]) == 0
     docs = __import__("json").loads(capsys.readouterr().out)
     assert [d["tokens"] for d in docs] == [["[CLS]", "the", "keys", "[SEP]"], ["[CLS]", "the", "table", "[SEP]"]]
     assert {r["argmax_branch"] for d in docs for r in d["branch_flow"]} <= set(analysis.BRANCHES)
     assert (out / "analysis.json").exists() and (out / "sentence1.dot").read_text().startswith("digraph")
-    assert main(["analyze", str(folder), "--sentence", "the", "--position", "9"]) == 2
+    assert main(["analyze", str(folder), "--sentence", "the", "--position", "9", "--readout", "random"]) == 2
     assert "outside the 3 tokens" in capsys.readouterr().err
 
 

@@ -281,14 +281,17 @@ class RunSummary:
 
 
 def run(model, texts, readout, objective: str, out: str | Path, position: int = 0, path_token: int = 1,
-        partition_size: int = 16, batch_size: int = 8, backend: str | None = None, workers: int | None = None,
-        scheduler: str | None = None, progress: bool = True) -> RunSummary:
+        partition_size: int = 16, batch_size: int | None = None, backend: str | None = None,
+        workers: int | None = None, scheduler: str | None = None, progress: bool = True) -> RunSummary:
     """Analyse ``texts`` (strings, or records with ``text`` and optionally ``id``) and write the tables under
     ``out``. ``model`` is a name or folder (``"minilm"``) or a loaded model; with ``workers``/``scheduler``
     it must be a name or folder, which every worker loads. ``objective`` describes ``readout`` and is stored
     with every sentence. Returns a summary; :func:`read_results` reads the tables back."""
     from ..progress import Progress
 
+    # Measured on MiniLM (docs/BENCHMARKS.md §6e): batches of 8 are faster in-process, but slower inside a
+    # dask worker (1.03 against 0.68 s per sentence, cause not found), so workers default to one at a time.
+    batch_size = batch_size or (1 if workers or scheduler else 8)
     items = _items(texts)
     if not items:
         raise InputError("no sentences to analyse")
