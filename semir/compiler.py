@@ -113,5 +113,6 @@ def compile(prog: Program, semiring: str | Semiring = "sum_product", backend: st
     if optimize_ir:
         prog = optimize(prog, keep=keep, granularity=granularity, semantics=semantics)
     elif granularity != "op" or semantics != "exact":
-        raise OptionError("granularity other than 'op' needs the pass pipeline (optimize_ir=True)")
+        raise OptionError("granularity other than 'op', and semantics='brunoflow', need the pass pipeline "
+                          "(optimize_ir=True)")
     return BACKENDS[backend](prog, sr, names, granularity, **opts)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from ..ir.node import Node, Program
 from ..ir.ops import Op
 from .base import PassContext, register
-from .decompose import _Emitter
+from .decompose import _Emitter, lower
 
 
 def _log_softmax(e: _Emitter, n: Node, name: str | None) -> str:
@@ -51,11 +51,4 @@ RULES = {
 @register("brunoflow_lower")
 def brunoflow_lower(prog: Program, ctx: PassContext) -> Program:
     """Lower softmax, log_softmax and layernorm the way brunoflow composes them."""
-    e = _Emitter(prog)
-    for n in prog.nodes:
-        e.loc = n.loc
-        if n.op in RULES:
-            RULES[n.op](e, n)
-        else:
-            e.out.append(n)
-    return prog.replace(nodes=tuple(e.out))
+    return lower(prog, RULES)

@@ -80,14 +80,19 @@ _RULES = {
 }
 
 
-@register("decompose")
-def decompose(prog: Program, ctx: PassContext) -> Program:
-    """Lower softmax, log_softmax, layernorm, gelu to elementary ops (finer gradient graph, same values)."""
+def lower(prog: Program, rules: dict) -> Program:
+    """Each node whose op has a rule replaced by what the rule emits (its last node keeps the name)."""
     e = _Emitter(prog)
     for n in prog.nodes:
         e.loc = n.loc
-        if n.op in _RULES:
-            _RULES[n.op](e, n)
+        if n.op in rules:
+            rules[n.op](e, n)
         else:
             e.out.append(n)
     return prog.replace(nodes=tuple(e.out))
+
+
+@register("decompose")
+def decompose(prog: Program, ctx: PassContext) -> Program:
+    """Lower softmax, log_softmax, layernorm, gelu to elementary ops (finer gradient graph, same values)."""
+    return lower(prog, _RULES)
