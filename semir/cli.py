@@ -231,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--sentences", metavar="FILE", help="a file of sentences, one per line")
     c.add_argument("--position", type=int, default=0, help="token position whose final state is read out")
     c.add_argument("--readout", help="the objective: a .npy vector u of the hidden size (output u · final "
-                   "state), or 'random' for a seeded random direction (a probe of the network, not a task)")
+                   "state), 'pooled:K' (component K of the mean-pooled sentence embedding; with --dataset), or "
+                   "'random' for a seeded random direction (a probe of the network, not a task)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--path-token", type=int, default=1, help="print the top path from this token")
     c.add_argument("--backend", default=None, help=f"one of: {', '.join(BACKENDS)}")
@@ -282,6 +283,8 @@ def cmd_analyze(args) -> int:
             raise InputError(f"cannot read sentences from {args.sentences!r}: {e.strerror}") from None
     if not sentences:
         raise InputError("give --sentence TEXT or --sentences FILE")
+    if args.readout and args.readout.startswith("pooled:"):
+        raise InputError("--readout pooled:K reads the mean-pooled embedding; it runs with --dataset")
     readout, objective = _readout(args, m.hidden)
     out = _writable_dir(args.out, "--out") if args.out else None
     print(f"objective: {objective}", file=sys.stderr)
@@ -337,7 +340,8 @@ def _analyze_dataset(args) -> int:
     print(f"objective: {objective}", file=sys.stderr)
     print(f"compiling the kernels, then {len(rows)} sentences in partitions of {args.partition_size}",
           file=sys.stderr)
-    summary = dataset.run(args.model, rows, readout, objective, out, position=args.position,
+    pool = "mean" if args.readout.startswith("pooled:") else None
+    summary = dataset.run(args.model, rows, readout, objective, out, position=args.position, pool=pool,
                           path_token=args.path_token, partition_size=args.partition_size,
                           batch_size=args.batch_size, backend=args.backend,
                           workers=args.workers, scheduler=args.scheduler)
@@ -369,6 +373,13 @@ def _readout(args, hidden: int) -> tuple[np.ndarray, str]:
     if args.readout is None:
         raise InputError("--readout: give the objective, a .npy vector u of the hidden size (the output is "
                          "u · the final state), or --readout random for a seeded random direction")
+    if args.readout.startswith("pooled:"):
+        k = args.readout.removeprefix("pooled:")
+        if not k.isdigit() or not 0 <= int(k) < hidden:
+            raise InputError(f"--readout {args.readout!r}: K must be a component 0..{hidden - 1}")
+        u = np.zeros(hidden, np.float32)
+        u[int(k)] = 1.0
+        return u, f"component {k} of the mean-pooled final hidden states (the sentence embedding)"
     if args.readout == "random":
         u = np.random.default_rng(args.seed).normal(size=hidden).astype(np.float32)
         return u, (f"u · {where}, u a random N(0, 1) direction (seed {args.seed}): a probe of the network, "

@@ -151,3 +151,21 @@ def test_a_dask_cluster_of_two_workers_gives_the_same_tables(folder, tmp_path):
     a, b = dataset.read_results(tmp_path / "one"), dataset.read_results(tmp_path / "two")
     assert _sorted(a[0]).equals(_sorted(b[0]))
     assert a[1].sort_by("sentence_id").equals(b[1].sort_by("sentence_id"))
+
+
+def test_a_pooled_component_objective(folder, tmp_path, capsys):
+    path = tmp_path / "s.txt"
+    path.write_text("the keys to the\na table\n")
+    assert main(["analyze", str(folder), "--dataset", str(path), "--out", str(tmp_path / "out"),
+                 "--readout", "pooled:3"]) == 0
+    assert "component 3 of the mean-pooled" in capsys.readouterr().err
+    _, sents = dataset.read_results(tmp_path / "out")
+    m = semir.models.load(folder)
+    e3 = np.eye(8, dtype=np.float32)[3]
+    for row in sents.to_pylist():  # the objective is the pooled embedding's component, by the reference backend
+        k = semir.compile(m.program(pool="mean"), "sum_product", backend="reference", wrt=[])
+        assert row["output"] == pytest.approx(float(k.forward(**m.inputs(m.tokenize(row["text"]), readout=e3))),
+                                              rel=1e-5, abs=1e-6)
+    assert main(["analyze", str(folder), "--sentence", "the keys", "--readout", "pooled:3"]) == 2
+    assert main(["analyze", str(folder), "--dataset", str(path), "--out", str(tmp_path / "o2"),
+                 "--readout", "pooled:99"]) == 2

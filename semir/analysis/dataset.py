@@ -49,6 +49,7 @@ class Settings:
     backend: str | None = None
     partition_size: int = 16
     batch_size: int = 8
+    pool: str | None = None  # "mean": the readout reads the mean-pooled final states, not one position
 
 
 def _fingerprint(settings: Settings, readout: np.ndarray, items: list[tuple[str, str]]) -> str:
@@ -129,7 +130,7 @@ class _Analyzer:
 
         self.m, self.s = model, settings
         layers = [f"layer{i}.attention.input" for i in range(model.layers)]
-        prog = model.program(position=settings.position, batch=True)
+        prog = model.program(position=settings.position, pool=settings.pool, batch=True)
         self.best = compile(prog, "max_product", backend=settings.backend, wrt=["embeddings", *layers])
         self.ent = compile(prog, "entropy", backend=settings.backend, wrt=["embeddings"])
         self.grad = compile(prog, "sum_product", backend=settings.backend, wrt=["embeddings"])
@@ -152,7 +153,7 @@ class _Analyzer:
         best, ent, grad = self.best(**ins), self.ent(**ins), self.grad(**ins)["embeddings"]
         state = ent.aggregate_state("embeddings", -1)
         h = ent.semiring.finalize(state)
-        final = best.value("final")
+        final = best.value("pooled" if s.pool else "final")
         out = []
         for k, (sid, text, ids) in enumerate(group):
             tokens = m.tokens(ids)
@@ -282,7 +283,8 @@ class RunSummary:
 
 def run(model, texts, readout, objective: str, out: str | Path, position: int = 0, path_token: int = 1,
         partition_size: int = 16, batch_size: int | None = None, backend: str | None = None,
-        workers: int | None = None, scheduler: str | None = None, progress: bool = True) -> RunSummary:
+        workers: int | None = None, scheduler: str | None = None, progress: bool = True,
+        pool: str | None = None) -> RunSummary:
     """Analyse ``texts`` (strings, or records with ``text`` and optionally ``id``) and write the tables under
     ``out``. ``model`` is a name or folder (``"minilm"``) or a loaded model; with ``workers``/``scheduler``
     it must be a name or folder, which every worker loads. ``objective`` describes ``readout`` and is stored
@@ -301,7 +303,7 @@ def run(model, texts, readout, objective: str, out: str | Path, position: int = 
     if (workers or scheduler) and not isinstance(ref, str):
         raise OptionError("with workers or a scheduler, give the model as a name or folder: each worker loads it")
     name = ref if isinstance(ref, str) else str(getattr(ref, "path", type(ref).__name__))
-    settings = Settings(name, objective, position, path_token, backend, partition_size, batch_size)
+    settings = Settings(name, objective, position, path_token, backend, partition_size, batch_size, pool)
     readout = np.asarray(readout, dtype=np.float32)
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
