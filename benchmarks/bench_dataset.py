@@ -49,9 +49,9 @@ def main() -> None:
     out["one-sentence loop (semir analyze --sentences)"] = args.legacy / (time.perf_counter() - t)
     for name, workers, batch in (("data-set runner, in-process, batches of 8", None, 8),
                                  ("data-set runner, in-process, one at a time", None, 1),
-                                 ("data-set runner, 1 worker, one at a time", 1, 1),
                                  ("data-set runner, 1 worker, batches of 8", 1, 8),
-                                 ("data-set runner, 2 workers, one at a time", 2, 1)):
+                                 ("data-set runner, 1 worker, one at a time", 1, 1),
+                                 ("data-set runner, 2 workers, batches of 8", 2, 8)):
         t = time.perf_counter()
         dataset.run("minilm", texts, u, "u", tmp / f"run{workers}_{batch}", workers=workers, batch_size=batch,
                     partition_size=8, progress=False)

@@ -244,8 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=int, metavar="N", help="with --dataset: N worker processes (dask LocalCluster)")
     c.add_argument("--scheduler", metavar="ADDRESS", help="with --dataset: an existing dask scheduler")
     c.add_argument("--partition-size", type=int, default=16, help="with --dataset: sentences per partition")
-    c.add_argument("--batch-size", type=int, help="with --dataset: same-length sentences per call (default 8 "
-                   "in-process, 1 on dask workers)")
+    c.add_argument("--batch-size", type=int, default=8, help="with --dataset: same-length sentences per call")
     from .experiments import EXPERIMENTS
 
     c = sub.add_parser("experiment", help="run one of the paper's experiments (figure + numbers)")

@@ -282,7 +282,7 @@ class RunSummary:
 
 
 def run(model, texts, readout, objective: str, out: str | Path, position: int = 0, path_token: int = 1,
-        partition_size: int = 16, batch_size: int | None = None, backend: str | None = None,
+        partition_size: int = 16, batch_size: int = 8, backend: str | None = None,
         workers: int | None = None, scheduler: str | None = None, progress: bool = True,
         pool: str | None = None) -> RunSummary:
     """Analyse ``texts`` (strings, or records with ``text`` and optionally ``id``) and write the tables under
@@ -291,9 +291,6 @@ def run(model, texts, readout, objective: str, out: str | Path, position: int = 
     with every sentence. Returns a summary; :func:`read_results` reads the tables back."""
     from ..progress import Progress
 
-    # Measured on MiniLM (docs/BENCHMARKS.md §6e): batches of 8 are faster in-process, but slower inside a
-    # dask worker (1.03 against 0.68 s per sentence, cause not found), so workers default to one at a time.
-    batch_size = batch_size or (1 if workers or scheduler else 8)
     items = _items(texts)
     if not items:
         raise InputError("no sentences to analyse")
@@ -356,8 +353,17 @@ def _dask(ref, settings, readout, d: Path, todo, workers, scheduler):
         # one thread per worker, kernels included: N workers share the machine's cores instead of each
         # starting a thread per core (set before the worker imports numba)
         single = {k: "1" for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                               dashboard_address=None, env=single)
+        # dask spawns workers with MALLOC_TRIM_THRESHOLD_=65536, which hands freed memory back at once, and
+        # glibc maps every array over 32 MB afresh: each large state array is then page-faulted again on each
+        # call (batches of 8 ran 1.5x slower than one at a time). Workers keep their heap instead; it is
+        # bounded by one batch's states.
+        import dask
+
+        keep = {f"distributed.nanny.pre-spawn-environ.{k}": str(2 ** 30)
+                for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_")}
+        with dask.config.set(keep):
+            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                                   dashboard_address=None, env=single)
         client = Client(cluster)
     try:
         futures = {client.submit(worker_partition, ref, settings, readout, str(d), i, p, key=f"semir-part-{i}",
