@@ -151,6 +151,13 @@ def test_a_dask_cluster_of_two_workers_gives_the_same_tables(folder, tmp_path):
     a, b = dataset.read_results(tmp_path / "one"), dataset.read_results(tmp_path / "two")
     assert _sorted(a[0]).equals(_sorted(b[0]))
     assert a[1].sort_by("sentence_id").equals(b[1].sort_by("sentence_id"))
+    # an existing cluster, by its scheduler's address
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        s = dataset.run(str(folder), texts, U, "u", tmp_path / "three", partition_size=3,
+                        scheduler=cluster.scheduler_address, progress=False)
+    assert s.sentences == 6 and _sorted(dataset.read_results(tmp_path / "three")[0]).equals(_sorted(a[0]))
 
 
 def test_a_pooled_component_objective(folder, tmp_path, capsys):
