@@ -142,3 +142,35 @@ def reshape(s: State, shape, k: int = 0) -> State:
     tail = (k,) if k else ()
     return {n: v.reshape(tuple(shape) + tail) for n, v in s.items()}
 
+
+def reduce_state(sr: Semiring, s: State, axes: tuple[int, ...], rank: int) -> State:
+    """⊕ over the given element axes by pairwise halving (order-free for selective semirings)."""
+    if not axes:
+        return s
+    keep = [i for i in range(rank) if i not in axes]
+    tail = [rank] if sr.k else []
+    moved = {k: np.transpose(v, keep + list(axes) + tail) for k, v in s.items()}
+    first = next(iter(moved.values()))
+    lead = first.shape[:len(keep)]
+    n = int(np.prod(first.shape[len(keep):len(keep) + len(axes)], dtype=np.int64))
+    flat = {k: v.reshape(lead + (n,) + v.shape[len(keep) + len(axes):]) for k, v in moved.items()}
+    ax = len(keep)
+    if n == 0:
+        return sr.zeros(lead, _float_of(s))
+    while n > 1:
+        if n % 2:
+            pad = sr.zeros(lead + (1,), _float_of(s))
+            flat = {k: np.concatenate([v, pad[k]], axis=ax) for k, v in flat.items()}
+            n += 1
+        a = {k: np.take(v, np.arange(0, n, 2), axis=ax) for k, v in flat.items()}
+        b = {k: np.take(v, np.arange(1, n, 2), axis=ax) for k, v in flat.items()}
+        flat = sr.plus(a, b)
+        n //= 2
+    return {k: np.take(v, 0, axis=ax) for k, v in flat.items()}
+
+
+def _float_of(s: State):
+    for v in s.values():
+        if v.dtype.kind == "f":
+            return v.dtype
+    return np.float64

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import EDGE_END, EDGE_NONE, Field, Semiring, State
+from .base import EDGE_END, EDGE_NONE, Field, Semiring, State, reduce_state
 
 _I64 = "int64"
 
@@ -93,8 +93,6 @@ def bwd_softmax(U_v, V_v, s, outer, n, inner, log, base):
 # sums lie in (0, |w|·N]; where a sum still underflows while paths exist, the element is redone exactly.
 
 def _ring_gemm(name: str, contract, U, V, other, ao, bo, yo, M, K, N, slot: str) -> None:
-    from semir.results import reduce_state
-
     sr = BUILTIN[name]
     names = [f.name for f in sr.fields]
     nb = len(ao)
