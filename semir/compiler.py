@@ -21,8 +21,14 @@ def _reference(prog, sr, wrt, granularity, **opts):
     return compile_reference(prog, sr, wrt, granularity, **opts)
 
 
+def _has_kernels(sr) -> bool:
+    from semir.backends.semiring_kernels import kernels_for
+
+    return kernels_for(sr) is not None
+
+
 def _numba(prog, sr, wrt, granularity, **opts):
-    if sr.numba is None:
+    if not _has_kernels(sr):
         raise OptionError(f"semiring {sr.name!r} has no Numba kernels (user-defined from scalar functions); "
                           "use backend='reference'")
     from semir.backends.numba import compile_numba
@@ -31,7 +37,7 @@ def _numba(prog, sr, wrt, granularity, **opts):
 
 
 def _cuda(prog, sr, wrt, granularity, **opts):
-    if sr.numba is None:
+    if not _has_kernels(sr):
         raise OptionError(f"semiring {sr.name!r} has no generated kernels (user-defined from scalar functions); "
                           "use backend='reference'")
     try:
@@ -103,7 +109,7 @@ def compile(prog: Program, semiring: str | Semiring = "sum_product", backend: st
                                   f"(max_product) and ring statistics; {sr.name!r} has no brunoflow counterpart")
             opts["semantics"] = semantics  # brunoflow's per-consumer combination of max and min
         # ring semirings: brunoflow's graph, with exact ⊕ (its lumped sums are that ⊕ already)
-    backend = backend or (DEFAULT_BACKEND if sr.numba is not None else "reference")
+    backend = backend or (DEFAULT_BACKEND if _has_kernels(sr) else "reference")
     if backend not in BACKENDS:
         raise unknown("backend", backend, BACKENDS)
     if granularity not in GRANULARITIES:

@@ -37,3 +37,17 @@ def test_every_elementwise_op_has_emit_rules():
     # the fused-group emitters of both code-generating backends read these two tables
     for table in (numba_codegen.FWD, numba_codegen.EDGES):
         assert sorted(op.value for op in ELEMENTWISE if op not in table) == []
+
+
+def test_semirings_are_data_and_every_builtin_has_its_kernels_in_backends():
+    import dataclasses
+
+    from semir.backends.semiring_kernels import KERNELS, kernels_for
+
+    from semir.semirings import BUILTIN, Semiring, topk
+
+    assert not [f.name for f in dataclasses.fields(Semiring)
+                if f.name.startswith("numba") or f.name in ("gemm", "cuda")]
+    for sr in [*BUILTIN.values(), topk(3)]:
+        assert kernels_for(sr) is not None and kernels_for(sr).acc.lstrip().startswith("def acc("), sr.name
+    assert set(KERNELS) == set(BUILTIN) | {"topk"}

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from semir.ir.node import Node, Program
 from semir.ir.ops import ELEMENTWISE, Op
 
+from ..semiring_kernels import kernels_for
 from .templates import JIT
 
 # -- emit tables: elementwise forward expressions and local edges -----------
@@ -391,7 +392,7 @@ def _call(kernel: str, u: int, k: int, *args: str) -> str:
 def _matmul(k, slot, u, n, sr):
     other = f"V[plan.index[{n.inputs[1 - slot]!r}]]"
     mm = f"*plan.mm[{k}]"
-    if sr.gemm is not None:
+    if kernels_for(sr).gemm is not None:
         return f"plan.gemm[{slot}](tuple(D[{u}].values()), tuple(D[{k}].values()), {other}, {mm})"
     kern = "matmul_bwd_a" if slot == 0 else "matmul_bwd_b"
     return _call(kern, u, k, other, mm, f"plan.base[{k}][{slot}]", f"plan.shared[{k}][{slot}]")

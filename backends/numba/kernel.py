@@ -16,6 +16,7 @@ from semir.results import Result
 from semir.runtime import bind_attrs, bind_inputs
 from semir.semirings import Semiring
 
+from ..semiring_kernels import kernels_for
 from . import cache, codegen, templates
 
 
@@ -38,7 +39,7 @@ class Plan:
     def __init__(self, prog: Program, a: codegen.Analysis, env: dict[str, int], sr: Semiring, fdt: np.dtype):
         from semir.backends.reference.jacobian import _bcast, _reduce_map, _rows
 
-        self.prog, self.env, self.gemm = prog, env, sr.gemm
+        self.prog, self.env, self.gemm = prog, env, kernels_for(sr).gemm
         self.index = a.index
         self.shape = [tuple(int(d) for d in n.type.bind(env).shape) for n in prog.nodes]
         self.size = [int(np.prod(s, dtype=np.int64)) for s in self.shape]

@@ -60,23 +60,6 @@ class Semiring:
     description: str = ""
     paths: str | None = None  # how pointers are followed: "signed" (hi/lo), "single", "ranked"
     components: tuple[str, ...] = field(default=())  # value fields a path can start from
-    # Numba source of ``acc(U_<fields>..., j, V_<fields>..., i, w, e)``: D_u[j] ⊕= lift(w) ⊗ D_v[i], with
-    # pointer e, on flat field arrays (topk: [n, K]). Generated kernels call it for every edge.
-    numba: str | None = None
-    # Optional Numba source replacing the generic ``matmul_bwd_a`` of ``backends/numba/templates.py`` (same
-    # signature): selective semirings reduce each output row in registers and merge once.
-    numba_matmul: str | None = None
-    # Optional register-local reduction (init, step, merge) Numba snippets: dense row kernels reduce the
-    # candidates of one operand element in locals and merge once. Placeholders: {w} weight, {i} consumer
-    # element, {e} pointer, {j} operand element. Without them, kernels call ``acc`` for every edge.
-    numba_reduce: tuple[str, str, str] | None = None
-    # Optional Numba source replacing the generic ``bwd_layernorm`` / ``bwd_softmax`` (same signatures): the
-    # shifted linear form of a log-domain semiring, or the O(n) Jacobian-vector product of the linear one.
-    numba_layernorm: str | None = None
-    numba_softmax: str | None = None
-    # Optional (slot A, slot B) contraction backward as BLAS calls, for semirings whose ⊕/⊗ embed into
-    # ordinary arithmetic; signature (U, V, other, a_off, b_off, y_off, M, K, N), U/V tuples of fields.
-    gemm: tuple[Callable, Callable] | None = None
     # semantics="brunoflow" (the paper's engine): the (value field, pointer field) pairs that brunoflow
     # computes by the op's vector-Jacobian product, one per field, summed inside the op and then ordered
     # (the largest into the first pair: hi, lo); pointers keep the ⊕-best edge. Only max_product has them:

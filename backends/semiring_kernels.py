@@ -1,0 +1,710 @@
+"""The Numba kernels of the built-in semirings, by semiring name: the code the generated modules are made of.
+
+A :class:`~semir.semirings.Semiring` is backend-neutral data (fields, ⊕, ⊗, lift, extend, finalize, kind);
+what a Numba or CUDA kernel does with it lives here, one :class:`Kernels` entry per semiring:
+
+``acc``
+    Numba source of ``acc(U_<fields>..., j, V_<fields>..., i, w, e)``: D_u[j] ⊕= lift(w) ⊗ D_v[i], with
+    pointer e, on flat field arrays (topk: [n, K]). Generated kernels (Numba and CUDA) call it for every
+    edge; without it the semiring runs on the reference backend only.
+``matmul``
+    source replacing the generic ``matmul_bwd_a`` of ``backends/numba/templates.py`` (same signature):
+    selective semirings reduce each output row in registers and merge once.
+``reduce``
+    register-local reduction (init, step, merge) snippets: dense row kernels reduce the candidates of one
+    operand element in locals and merge once. Placeholders: {w} weight, {i} consumer element, {e} pointer,
+    {j} operand element. Without them, kernels call ``acc`` for every edge.
+``layernorm``, ``softmax``
+    source replacing the generic ``bwd_layernorm`` / ``bwd_softmax`` (same signatures): the shifted linear
+    form of a log-domain semiring, or the O(n) Jacobian-vector product of the linear one.
+``gemm``
+    (slot A, slot B) contraction backward as BLAS calls, for semirings whose ⊕/⊗ embed into ordinary
+    arithmetic; signature (U, V, other, a_off, b_off, y_off, M, K, N), U/V tuples of fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from semir.semirings import BUILTIN, Semiring
+from semir.semirings.base import reduce_state
+
+
+@dataclass(frozen=True)
+class Kernels:
+    acc: str
+    matmul: str | None = None
+    reduce: tuple[str, str, str] | None = None
+    layernorm: str | None = None
+    softmax: str | None = None
+    gemm: tuple[Callable, Callable] | None = None
+
+
+def _linear_gemm(U, V, other, ao, bo, yo, M, K, N, slot):
+    """D_A[b] += D_Y[b] @ B[b]^T (slot a) or D_B[b] += A[b]^T @ D_Y[b] (slot b), by BLAS."""
+    for b in range(len(ao)):
+        y = V[yo[b]:yo[b] + M * N].reshape(M, N)
+        if slot == "a":
+            U[ao[b]:ao[b] + M * K].reshape(M, K)[...] += y @ other[bo[b]:bo[b] + K * N].reshape(K, N).T
+        else:
+            U[bo[b]:bo[b] + K * N].reshape(K, N)[...] += other[ao[b]:ao[b] + M * K].reshape(M, K).T @ y
+
+
+def _ring_gemm(name: str, contract, U, V, other, ao, bo, yo, M, K, N, slot: str) -> None:
+    sr = BUILTIN[name]
+    names = [f.name for f in sr.fields]
+    nb = len(ao)
+    regular = nb > 1 and np.array_equal(ao, np.arange(nb) * M * K) and np.array_equal(bo, np.arange(nb) * K * N)
+    if regular:  # every batch its own blocks, laid out in order: one batched GEMM
+        Y = {f: V[i][:nb * M * N].reshape(nb, M, N) for i, f in enumerate(names)}
+        W = (other[:nb * K * N].reshape(nb, K, N) if slot == "a" else other[:nb * M * K].reshape(nb, M, K))
+        shape = (nb, M, K) if slot == "a" else (nb, K, N)
+        cand, redo = contract(Y, W.astype(np.float64), slot)
+        if not redo.any():
+            size = int(np.prod(shape))
+            cur = {f: U[i][:size].reshape(shape) for i, f in enumerate(names)}
+            new = sr.plus(cur, {f: cand[f].astype(cur[f].dtype) for f in names})
+            for i, f in enumerate(names):
+                U[i][:size] = new[f].reshape(-1)
+            return
+    for b in range(nb):
+        Y = {f: V[i][yo[b]:yo[b] + M * N].reshape(M, N) for i, f in enumerate(names)}
+        if slot == "a":
+            W, start, shape = other[bo[b]:bo[b] + K * N].reshape(K, N), ao[b], (M, K)
+        else:
+            W, start, shape = other[ao[b]:ao[b] + M * K].reshape(M, K), bo[b], (K, N)
+        size = shape[0] * shape[1]
+        cand, redo = contract(Y, W.astype(np.float64), slot)
+        for p, q in zip(*np.nonzero(redo)):  # exact ⊕ of the individual edges
+            if slot == "a":
+                st, w = {f: Y[f][p, :] for f in names}, W[q, :]
+            else:
+                st, w = {f: Y[f][:, q] for f in names}, W[:, p]
+            exact = reduce_state(sr, sr.extend(st, w, np.zeros(len(w), np.int64)), (0,), 1)
+            for f in names:
+                cand[f][p, q] = exact[f]
+        cur = {f: U[i][start:start + size].reshape(shape) for i, f in enumerate(names)}
+        new = sr.plus(cur, {f: cand[f].astype(cur[f].dtype) for f in names})
+        for i, f in enumerate(names):
+            U[i][start:start + size] = new[f].reshape(-1)
+
+
+def _shifted(lz: np.ndarray, slot: str):
+    c = np.max(lz, axis=-1 if slot == "a" else -2, keepdims=True, initial=-np.inf)  # empty batches: no rows
+    c = np.where(np.isfinite(c), c, 0.0)
+    with np.errstate(invalid="ignore"):
+        zs = np.exp(lz - c)
+    return c, zs
+
+
+def _mm(Yp: np.ndarray, Wf: np.ndarray, slot: str) -> np.ndarray:
+    Wt = np.swapaxes(Wf, -1, -2)
+    return Yp @ Wt if slot == "a" else Wt @ Yp
+
+
+def _underflow(A: np.ndarray, lz: np.ndarray, nz: np.ndarray, slot: str) -> np.ndarray:
+    exists = _mm(np.isfinite(lz).astype(np.float64), nz, slot) > 0
+    return exists & ~(A > 1e-280)
+
+
+def _entropy_contract(Y, W, slot):
+    lz = Y["logz"].astype(np.float64)
+    c, zs = _shifted(lz, slot)
+    logzs = np.where(zs > 0, lz - c, 0.0)
+    t = zs * (Y["h"].astype(np.float64) - logzs)
+    aw = np.abs(W)
+    awl = np.where(aw > 0, aw * np.log(np.where(aw > 0, aw, 1.0)), 0.0)
+    A, B, C = _mm(zs, aw, slot), _mm(zs, awl, slot), _mm(t, aw, slot)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logA = np.log(A)
+        h = np.where(A > 0, np.maximum((C - B) / A + logA, 0.0), 0.0)  # ≥ 0; cancellation can leave -1e-14
+    logz = np.where(A > 0, c + logA, -np.inf)
+    return {"logz": logz, "h": h}, _underflow(A, lz, (aw > 0).astype(np.float64), slot)
+
+
+def _log_contract(Y, W, slot):
+    lz = Y["logz"].astype(np.float64)
+    c, zs = _shifted(lz, slot)
+    aw = np.abs(W)
+    A = _mm(zs, aw, slot)
+    with np.errstate(divide="ignore"):
+        logz = np.where(A > 0, c + np.log(A), -np.inf)
+    return {"logz": logz}, _underflow(A, lz, (aw > 0).astype(np.float64), slot)
+
+
+def _counting_contract(Y, W, slot):
+    nz = (W != 0).astype(np.float64)
+    lc = Y["log_count"].astype(np.float64)
+    c, zs = _shifted(lc, slot)
+    A = _mm(zs, nz, slot)
+    with np.errstate(divide="ignore", over="ignore"):
+        log_count = np.where(A > 0, c + np.log(A), -np.inf)
+        count = _mm(Y["count"].astype(np.float64), nz, slot)
+    return {"count": count, "log_count": log_count}, _underflow(A, lc, nz, slot)
+
+
+def _boolean_contract(Y, W, slot):
+    b = _mm(Y["b"].astype(np.float64), (W != 0).astype(np.float64), slot) > 0
+    return {"b": b}, np.zeros(b.shape, bool)
+
+
+# Dense rows of the entropy semiring (layernorm, softmax) in the same shifted linear form as the GEMMs: per
+# row, shift by the largest log Z; per operand element j, three weighted sums over the row's consumers i,
+#   A_j = Σ_i |w_ij| z_i,   B_j = Σ_i |w_ij| log|w_ij| z_i,   C_j = Σ_i |w_ij| t_i   (z_i = Z_i/Z_max,
+# t_i = z_i (H_i - log z_i)), and one ⊕ of (log Z_max + log A_j, (C_j - B_j)/A_j + log A_j) into the state.
+# A sum that underflows while paths exist (A_j ≤ 1e-280) falls back to the exact per-edge ⊕.
+_ENTROPY_ROWS = """
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _ent_shift(V_logz, V_h, idx, zs, t):
+    # z_i and t_i of the row's consumers idx[:], shifted by the row's largest log Z; returns that shift
+    c = -np.inf
+    for ii in range(idx.shape[0]):
+        c = max(c, V_logz[idx[ii]])
+    for ii in range(idx.shape[0]):
+        lz = V_logz[idx[ii]]
+        if c == -np.inf or lz == -np.inf:
+            zs[ii] = 0.0
+            t[ii] = 0.0
+        else:
+            zs[ii] = math.exp(lz - c)
+            t[ii] = zs[ii] * (V_h[idx[ii]] - (lz - c))
+    return c
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _ent_merge(U_logz, U_h, j, c, A, B, C, tmp):
+    # ⊕ of the row's candidate (log Z, H) for operand element j; tmp: two scratch doubles
+    tmp[0] = c + math.log(A)
+    tmp[1] = (C - B) / A + math.log(A)
+    acc(U_logz, U_h, j, tmp[0:1], tmp[1:2], 0, 1.0, 0)
+"""
+
+
+# Layernorm: w_ij = g_i m_ij with g_i = γ_i/σ and m_ij = δ_ij - 1/n - x̂_i x̂_j/n, so |w| log|w| =
+# |g_i| |m_ij| (log|g_i| + log|m_ij|): one log per (i, j) left, computed a consumer row at a time by the
+# vectorised log_positive instead of libm (the rows are dense: n² logs for n per row).
+_ENTROPY_LAYERNORM = """
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S, idx):
+    start = r * n
+    zs, t, a, b, q, lq, A, B, C, tmp = S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7], S[8], S[9]
+    for ii in range(n):
+        idx[ii] = start + ii
+    c = _ent_shift(V_logz, V_h, idx, zs, t)
+    if c == -np.inf:
+        return
+    for ii in range(n):
+        g = abs(gamma[ii] * inv[r])
+        a[ii] = g * zs[ii]
+        b[ii] = a[ii] * math.log(g) if a[ii] > 0.0 else 0.0
+        t[ii] = g * t[ii]
+        A[ii] = 0.0
+        B[ii] = 0.0
+        C[ii] = 0.0
+    for ii in range(n):
+        if a[ii] == 0.0:
+            continue
+        xi = xhat[start + ii] / n
+        for jj in range(n):
+            q[jj] = abs(1.0 / n + xi * xhat[start + jj])
+        q[ii] = abs(1.0 - 1.0 / n - xi * xhat[start + ii])
+        log_positive(q, lq, n)
+        ai = a[ii]
+        bi = b[ii]
+        ti = t[ii]
+        for jj in range(n):
+            A[jj] += ai * q[jj]
+            B[jj] += q[jj] * (bi + ai * lq[jj])
+            C[jj] += ti * q[jj]
+    for jj in range(n):
+        j = start + jj
+        if A[jj] > 1e-280:
+            _ent_merge(U_logz, U_h, j, c, A[jj], B[jj], C[jj], tmp)
+        else:
+            xj = xhat[j] / n
+            for ii in range(n):
+                i = start + ii
+                d = 1.0 if ii == jj else 0.0
+                acc(U_logz, U_h, j, V_logz, V_h, i, gamma[ii] * inv[r] * (d - 1.0 / n - xhat[i] * xj), base + i)
+
+
+@njit(cache=True, parallel=True)
+def bwd_layernorm({U}, {V}, xhat, inv, gamma, rows, n, base):
+    S = np.empty((rows, 10, max(n, 2)))
+    idx = np.empty((rows, n), np.int64)
+    for r in prange(rows):
+        _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S[r], idx[r])
+"""
+
+
+# (Log-)softmax: off the diagonal |w_ij| = σ_i ρ_j (softmax: σ = ρ = s; log-softmax: σ = 1, ρ = p = e^s), so
+# the sums over i ≠ j factor through three row sums taken as prefix + suffix (no cancelling subtraction of
+# the diagonal term): O(n) per row instead of n² per-edge ⊕s.
+_ENTROPY_SOFTMAX = """
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _ent_sm_row(U_logz, U_h, V_logz, V_h, s, n, inner, log, base, row, S, idx):
+    start = (row // inner) * n * inner + row % inner
+    zs, t, sig, rho, p1, p2, p3, tmp = S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7]
+    for ii in range(n):
+        idx[ii] = start + ii * inner
+    c = _ent_shift(V_logz, V_h, idx, zs, t)
+    if c == -np.inf:
+        return
+    for ii in range(n):
+        sig[ii] = 1.0 if log else s[idx[ii]]
+        rho[ii] = math.exp(s[idx[ii]]) if log else s[idx[ii]]
+    z1 = 0.0
+    z2 = 0.0
+    z3 = 0.0
+    for ii in range(n):  # exclusive prefix sums of z σ, z σ log σ and t σ
+        p1[ii] = z1
+        p2[ii] = z2
+        p3[ii] = z3
+        if sig[ii] > 0.0:
+            z1 += zs[ii] * sig[ii]
+            z2 += zs[ii] * sig[ii] * math.log(sig[ii])
+            z3 += t[ii] * sig[ii]
+    z1 = 0.0
+    z2 = 0.0
+    z3 = 0.0
+    for jj in range(n - 1, -1, -1):  # suffix sums, and each operand element's candidate
+        j = idx[jj]
+        d = abs(1.0 - rho[jj]) if log else abs(s[j] * (1.0 - rho[jj]))
+        A = zs[jj] * d
+        B = zs[jj] * d * math.log(d) if d > 0.0 else 0.0
+        C = t[jj] * d
+        if rho[jj] > 0.0:
+            A += rho[jj] * (p1[jj] + z1)
+            B += rho[jj] * ((p2[jj] + z2) + math.log(rho[jj]) * (p1[jj] + z1))
+            C += rho[jj] * (p3[jj] + z3)
+        if sig[jj] > 0.0:
+            z1 += zs[jj] * sig[jj]
+            z2 += zs[jj] * sig[jj] * math.log(sig[jj])
+            z3 += t[jj] * sig[jj]
+        if A > 1e-280:
+            _ent_merge(U_logz, U_h, j, c, A, B, C, tmp)
+        else:
+            sj = math.exp(s[j]) if log else s[j]
+            for ii in range(n):
+                i = idx[ii]
+                dd = 1.0 if ii == jj else 0.0
+                acc(U_logz, U_h, j, V_logz, V_h, i, (dd - sj) if log else s[i] * (dd - sj), base + i)
+
+
+@njit(cache=True, parallel=True)
+def bwd_softmax({U}, {V}, s, outer, n, inner, log, base):
+    S = np.empty((outer * inner, 8, max(n, 2)))
+    idx = np.empty((outer * inner, n), np.int64)
+    for row in prange(outer * inner):
+        _ent_sm_row(U_logz, U_h, V_logz, V_h, s, n, inner, log, base, row, S[row], idx[row])
+"""
+
+
+def _gemms(name: str, contract):
+    return (lambda U, V, B, ao, bo, yo, M, K, N: _ring_gemm(name, contract, U, V, B, ao, bo, yo, M, K, N, "a"),
+            lambda U, V, A, ao, bo, yo, M, K, N: _ring_gemm(name, contract, U, V, A, ao, bo, yo, M, K, N, "b"))
+
+
+# Max-times with pointers, one output row at a time in registers. Whatever the sign of w, the best
+# candidate is max(w·hi, w·lo) and the worst min(w·hi, w·lo), so the inner loop has no sign branch;
+# strict comparisons keep the first n, i.e. the lowest edge, as ⊕ does.
+_MP_MATMUL = """
+@njit(cache=True)
+def _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, Bt, bt0, a_off, y_off, M, K, N, base, b, m,
+            bh, bl, eh, el):
+    # bh/bl/eh/el: this thread's best hi/lo and their n, one slot per k; the k loop vectorises
+    yo = y_off[b] + m * N
+    _mp_reset(bh, bl, eh, el, K)
+    for n in range(N):
+        vh = V_hi[yo + n]
+        if vh == -np.inf:
+            continue
+        vl = V_lo[yo + n]
+        row = bt0 + n * K
+        for k in range(K):
+            w = Bt[row + k]
+            p = w * vh
+            q = w * vl
+            ch = max(p, q)
+            cl = min(p, q)
+            better = ch > bh[k]
+            bh[k] = ch if better else bh[k]
+            eh[k] = n if better else eh[k]
+            worse = cl < bl[k]
+            bl[k] = cl if worse else bl[k]
+            el[k] = n if worse else el[k]
+    _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, K, a_off[b] + m * K, base + yo)
+
+
+@njit(cache=True, parallel=True)
+def matmul_bwd_a(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_edge, B, a_off, b_off, y_off,
+                 M, K, N, base, shared):
+    nb = a_off.shape[0]
+    # B[b] is [K, N]; its transpose makes the inner loop run over contiguous k
+    Bt = np.empty(nb * K * N, B.dtype)
+    for t in prange(nb * ((K + 31) // 32)):  # blocked, so both sides of the copy stay in cache
+        b = t // ((K + 31) // 32)
+        k0 = (t % ((K + 31) // 32)) * 32
+        for n0 in range(0, N, 32):
+            for k in range(k0, min(k0 + 32, K)):
+                for n in range(n0, min(n0 + 32, N)):
+                    Bt[b * K * N + n * K + k] = B[b_off[b] + k * N + n]
+    if shared:
+        for m in prange(M):
+            bh = np.empty(K, V_hi.dtype)
+            bl = np.empty(K, V_hi.dtype)
+            eh = np.empty(K, np.int64)
+            el = np.empty(K, np.int64)
+            for b in range(nb):
+                _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, Bt, b * K * N, a_off, y_off, M, K, N,
+                        base, b, m, bh, bl, eh, el)
+    else:
+        for t in prange(nb * M):
+            bh = np.empty(K, V_hi.dtype)
+            bl = np.empty(K, V_hi.dtype)
+            eh = np.empty(K, np.int64)
+            el = np.empty(K, np.int64)
+            b = t // M
+            _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, Bt, b * K * N, a_off, y_off, M, K, N, base,
+                    b, t % M, bh, bl, eh, el)
+"""
+
+
+# Layernorm rows for max-times with pointers, consumer-outer: the inner loop runs over the row's operand
+# elements, each with its own best-so-far slot, so it vectorises (an argmax reduction over consumers does
+# not). Visiting consumers in ascending order with strict comparisons keeps the lowest edge among ties.
+_MP_LAYERNORM = """
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _mp_reset(bh, bl, eh, el, count):
+    # empty per-slot bests (no edge yet); also used by the max-times matmul
+    for k in range(count):
+        bh[k] = -np.inf
+        bl[k] = np.inf
+        eh[k] = -1
+        el[k] = -1
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, count, j0, e0):
+    # ⊕ of per-slot bests (value, index of the winning edge within the row) into operand elements
+    # j0 + k, pointers e0 + index; also used by the max-times matmul
+    for k in range(count):
+        if eh[k] < 0:
+            continue
+        j = j0 + k
+        e = e0 + eh[k]
+        if bh[k] > U_hi[j] or (bh[k] == U_hi[j] and e < U_hi_edge[j]):
+            U_hi[j] = bh[k]
+            U_hi_edge[j] = e
+        e = e0 + el[k]
+        if bl[k] < U_lo[j] or (bl[k] == U_lo[j] and e < U_lo_edge[j]):
+            U_lo[j] = bl[k]
+            U_lo_edge[j] = e
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _mp_ln_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, xhat, inv, gamma, n, base, r, bh, bl, eh, el):
+    start = r * n
+    _mp_reset(bh, bl, eh, el, n)
+    for ii in range(n):
+        i = start + ii
+        vh = V_hi[i]
+        if vh == -np.inf:
+            continue
+        vl = V_lo[i]
+        gi = gamma[ii] * inv[r]
+        xi = xhat[i]
+        for jj in range(n):
+            d = 1.0 if ii == jj else 0.0
+            w = xhat.dtype.type(gi * (d - 1.0 / n - xi * (xhat[start + jj] / n)))  # rounded as the reference
+            p = w * vh
+            q = w * vl
+            ch = max(p, q)
+            cl = min(p, q)
+            better = (ch > bh[jj]) | (eh[jj] < 0)
+            bh[jj] = ch if better else bh[jj]
+            eh[jj] = ii if better else eh[jj]
+            worse = (cl < bl[jj]) | (el[jj] < 0)
+            bl[jj] = cl if worse else bl[jj]
+            el[jj] = ii if worse else el[jj]
+    _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, n, start, base + start)
+
+
+@njit(cache=True, parallel=True)
+def bwd_layernorm(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_edge, xhat, inv, gamma, rows, n,
+                  base):
+    best = np.empty((rows, 2, n))
+    which = np.empty((rows, 2, n), np.int64)
+    for r in prange(rows):
+        _mp_ln_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, xhat, inv, gamma, n, base, r, best[r, 0],
+                   best[r, 1], which[r, 0], which[r, 1])
+"""
+
+
+# Merge the K candidates of D_v[i]·w into the sorted list D_u[j]: candidate r (rank r at the consumer)
+# goes in at its place by (larger |v|, then lower edge, then lower rank); the list stays of length K.
+_TOPK_NUMBA = """
+def acc(U_v, U_edge, U_rank, j, V_v, V_edge, V_rank, i, w, e):
+    K = U_v.shape[1]
+    for r in range(K):
+        if V_edge[i, r] == EDGE_NONE:
+            return
+        c = V_v[i, r] * w
+        m = abs(c)
+        pos = K
+        for q in range(K):
+            u = abs(U_v[j, q])
+            if U_edge[j, q] == EDGE_NONE or m > u or (m == u and (e < U_edge[j, q] or (
+                    e == U_edge[j, q] and r < U_rank[j, q]))):
+                pos = q
+                break
+        if pos == K:
+            return
+        for q in range(K - 1, pos, -1):
+            U_v[j, q] = U_v[j, q - 1]
+            U_edge[j, q] = U_edge[j, q - 1]
+            U_rank[j, q] = U_rank[j, q - 1]
+        U_v[j, pos] = c
+        U_edge[j, pos] = e
+        U_rank[j, pos] = r
+"""
+
+
+KERNELS: dict[str, Kernels] = {
+    "sum_product": Kernels(
+        acc="""
+def acc(U_v, j, V_v, i, w, e):
+    U_v[j] += w * V_v[i]
+""",
+        reduce=("acc0 = 0.0", "acc0 += ({w}) * V_v[{i}]", "U_v[{j}] += acc0"),
+        layernorm="""
+@njit(cache=True, parallel=True)
+def bwd_layernorm(U_v, V_v, xhat, inv, gamma, rows, n, base):
+    for r in prange(rows):
+        start = r * n
+        m1 = 0.0
+        m2 = 0.0
+        for i in range(n):
+            gi = gamma[i] * V_v[start + i]
+            m1 += gi
+            m2 += gi * xhat[start + i]
+        m1 /= n
+        m2 /= n
+        for j in range(n):
+            U_v[start + j] += inv[r] * (gamma[j] * V_v[start + j] - m1 - xhat[start + j] * m2)
+""",
+        softmax="""
+@njit(cache=True, parallel=True)
+def bwd_softmax(U_v, V_v, s, outer, n, inner, log, base):
+    for t in prange(outer * inner):
+        a = t // inner
+        b = t % inner
+        start = a * n * inner + b
+        tot = 0.0
+        for ii in range(n):
+            i = start + ii * inner
+            tot += V_v[i] if log else s[i] * V_v[i]
+        for jj in range(n):
+            j = start + jj * inner
+            if log:
+                U_v[j] += V_v[j] - math.exp(s[j]) * tot
+            else:
+                U_v[j] += s[j] * (V_v[j] - tot)
+""",
+        gemm=(lambda U, V, B, ao, bo, yo, M, K, N: _linear_gemm(U[0], V[0], B, ao, bo, yo, M, K, N, "a"),
+          lambda U, V, A, ao, bo, yo, M, K, N: _linear_gemm(U[0], V[0], A, ao, bo, yo, M, K, N, "b")),
+    ),
+    "max_product": Kernels(
+        acc="""
+def acc(U_hi, U_lo, U_hi_edge, U_lo_edge, j, V_hi, V_lo, V_hi_edge, V_lo_edge, i, w, e):
+    vh = V_hi[i]
+    if vh == -np.inf:
+        return
+    vl = V_lo[i]
+    if w >= 0:
+        ch = w * vh
+        cl = w * vl
+    else:
+        ch = w * vl
+        cl = w * vh
+    if ch > U_hi[j] or (ch == U_hi[j] and e < U_hi_edge[j]):
+        U_hi[j] = ch
+        U_hi_edge[j] = e
+    if cl < U_lo[j] or (cl == U_lo[j] and e < U_lo_edge[j]):
+        U_lo[j] = cl
+        U_lo_edge[j] = e
+""",
+        matmul=_MP_MATMUL,
+        reduce=("bh = -np.inf\nbl = np.inf\neh = -1\nel = -1", """
+vh = V_hi[{i}]
+if vh != -np.inf:
+    w_ = V_hi.dtype.type({w})
+    p = w_ * vh
+    q = w_ * V_lo[{i}]
+    ch = max(p, q)
+    cl = min(p, q)
+    if ch > bh or eh < 0:
+        bh = ch
+        eh = {e}
+    if cl < bl or el < 0:
+        bl = cl
+        el = {e}""", """
+if eh >= 0:
+    if bh > U_hi[{j}] or (bh == U_hi[{j}] and eh < U_hi_edge[{j}]):
+        U_hi[{j}] = bh
+        U_hi_edge[{j}] = eh
+    if bl < U_lo[{j}] or (bl == U_lo[{j}] and el < U_lo_edge[{j}]):
+        U_lo[{j}] = bl
+        U_lo_edge[{j}] = el"""),
+        layernorm=_MP_LAYERNORM,
+    ),
+    "max_abs": Kernels(
+        acc="""
+def acc(U_v, U_edge, j, V_v, V_edge, i, w, e):
+    if V_edge[i] == EDGE_NONE:
+        return
+    c = w * V_v[i]
+    a = abs(c)
+    b = abs(U_v[j])
+    if a > b or (a == b and e < U_edge[j]):
+        U_v[j] = c
+        U_edge[j] = e
+""",
+        matmul="""
+@njit(cache=True)
+def _ma_row(U_v, U_edge, V_v, V_edge, B, a_off, b_off, y_off, M, K, N, base, b, m):
+    yo = y_off[b] + m * N
+    for k in range(K):
+        bo = b_off[b] + k * N
+        best = -1.0
+        bv = 0.0
+        en = -1
+        for n in range(N):
+            if V_edge[yo + n] == EDGE_NONE:
+                continue
+            c = B[bo + n] * V_v[yo + n]
+            a = abs(c)
+            if a > best:
+                best = a
+                bv = c
+                en = n
+        if en < 0:
+            continue
+        j = a_off[b] + m * K + k
+        e = base + yo + en
+        u = abs(U_v[j])
+        if best > u or (best == u and e < U_edge[j]):
+            U_v[j] = bv
+            U_edge[j] = e
+
+
+@njit(cache=True, parallel=True)
+def matmul_bwd_a(U_v, U_edge, V_v, V_edge, B, a_off, b_off, y_off, M, K, N, base, shared):
+    nb = a_off.shape[0]
+    if shared:
+        for m in prange(M):
+            for b in range(nb):
+                _ma_row(U_v, U_edge, V_v, V_edge, B, a_off, b_off, y_off, M, K, N, base, b, m)
+    else:
+        for t in prange(nb * M):
+            _ma_row(U_v, U_edge, V_v, V_edge, B, a_off, b_off, y_off, M, K, N, base, t // M, t % M)
+""",
+        reduce=("best = -1.0\nbv = 0.0\nbe = -1", """
+if V_edge[{i}] != EDGE_NONE:
+    c = V_v.dtype.type({w}) * V_v[{i}]
+    a = abs(c)
+    if a > best:
+        best = a
+        bv = c
+        be = {e}""", """
+if be >= 0:
+    u = abs(U_v[{j}])
+    if best > u or (best == u and be < U_edge[{j}]):
+        U_v[{j}] = bv
+        U_edge[{j}] = be"""),
+    ),
+    "entropy": Kernels(
+        acc="""
+def acc(U_logz, U_h, j, V_logz, V_h, i, w, e):
+    lv = V_logz[i]
+    if lv == -np.inf or w == 0:
+        return
+    lc = lv + math.log(abs(w))
+    hc = V_h[i]
+    la = U_logz[j]
+    if la == -np.inf:
+        U_logz[j] = lc
+        U_h[j] = hc
+        return
+    d = la - lc
+    x = math.exp(-abs(d))
+    big = 1.0 / (1.0 + x)
+    small = x / (1.0 + x)
+    if d >= 0:
+        pa = big
+        pc = small
+    else:
+        pa = small
+        pc = big
+    h = pa * U_h[j] + pc * hc
+    if pa > 0:
+        h -= pa * math.log(pa)
+    if pc > 0:
+        h -= pc * math.log(pc)
+    U_h[j] = h
+    U_logz[j] = max(la, lc) + math.log1p(x)
+""",
+        layernorm=_ENTROPY_ROWS + _ENTROPY_LAYERNORM,
+        softmax=_ENTROPY_SOFTMAX,
+        gemm=_gemms("entropy", _entropy_contract),
+    ),
+    "log": Kernels(
+        acc="""
+def acc(U_logz, j, V_logz, i, w, e):
+    lv = V_logz[i]
+    if lv == -np.inf or w == 0:
+        return
+    lc = lv + math.log(abs(w))
+    la = U_logz[j]
+    if la == -np.inf:
+        U_logz[j] = lc
+    else:
+        U_logz[j] = max(la, lc) + math.log1p(math.exp(-abs(la - lc)))
+""",
+        gemm=_gemms("log", _log_contract),
+    ),
+    "counting": Kernels(
+        acc="""
+def acc(U_count, U_log_count, j, V_count, V_log_count, i, w, e):
+    if w == 0 or V_log_count[i] == -np.inf:
+        return
+    U_count[j] += V_count[i]
+    lc = V_log_count[i]
+    la = U_log_count[j]
+    if la == -np.inf:
+        U_log_count[j] = lc
+    else:
+        U_log_count[j] = max(la, lc) + math.log1p(math.exp(-abs(la - lc)))
+""",
+        gemm=_gemms("counting", _counting_contract),
+    ),
+    "boolean": Kernels(
+        acc="""
+def acc(U_b, j, V_b, i, w, e):
+    if w != 0 and V_b[i]:
+        U_b[j] = True
+""",
+        gemm=_gemms("boolean", _boolean_contract),
+    ),
+    "topk": Kernels(
+        acc=_TOPK_NUMBA,
+    ),
+}
+
+
+def kernels_for(sr: Semiring) -> Kernels | None:
+    """The semiring's kernels (``topk:K`` share one entry), or None: then it runs on the reference backend."""
+    return KERNELS.get(sr.name.split(":")[0])
