@@ -39,7 +39,7 @@ def main() -> None:
     texts = sentences(args.sentences)
     u = np.random.default_rng(0).normal(size=384).astype(np.float32)
     tmp = Path(tempfile.mkdtemp())
-    dataset.run("minilm", texts[:2], u, "warm-up", tmp / "warm", progress=False)
+    dataset.run("minilm", texts[:2], u, tmp / "warm", description="warm-up", progress=False)
     out = {}
     with open(tmp / "legacy.txt", "w") as f:
         f.write("\n".join(texts[:args.legacy]) + "\n")
@@ -53,7 +53,8 @@ def main() -> None:
                                  ("data-set runner, 1 worker, one at a time", 1, 1),
                                  ("data-set runner, 2 workers, batches of 8", 2, 8)):
         t = time.perf_counter()
-        dataset.run("minilm", texts, u, "u", tmp / f"run{workers}_{batch}", workers=workers, batch_size=batch,
+        dataset.run("minilm", texts, u, tmp / f"run{workers}_{batch}",
+                    description="u", workers=workers, batch_size=batch,
                     partition_size=8, progress=False)
         out[name] = args.sentences / (time.perf_counter() - t)
     print(json.dumps({k: round(v, 3) for k, v in out.items()}, indent=1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import re
@@ -230,9 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--sentence", action="append", help="a sentence (repeatable)")
     c.add_argument("--sentences", metavar="FILE", help="a file of sentences, one per line")
     c.add_argument("--position", type=int, default=0, help="token position whose final state is read out")
-    c.add_argument("--readout", help="the objective: a .npy vector u of the hidden size (output u · final "
-                   "state), 'pooled:K' (component K of the mean-pooled sentence embedding; with --dataset), or "
-                   "'random' for a seeded random direction (a probe of the network, not a task)")
+    c.add_argument("--objective", metavar="SPEC", help="what to attribute: FILE.npy (u · the final state at "
+                   "--position), pooled:K, cosine:TEXT, probe:FILE.npz[:A-B], mlm:TOKEN[,TOKEN] (at the [MASK]), "
+                   "or random")
+    c.add_argument("--readout", metavar="SPEC", help="the older name of --objective")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--path-token", type=int, default=1, help="print the top path from this token")
     c.add_argument("--backend", default=None, help=f"one of: {', '.join(BACKENDS)}")
@@ -247,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=int, default=8, help="with --dataset: same-length sentences per call")
     from .experiments import EXPERIMENTS
 
+    c = sub.add_parser("report", help="a self-contained HTML report of an analysis (opens offline)")
+    c.add_argument("results", help="the --out directory of 'semir analyze' (sentences or a --dataset run)")
+    c.add_argument("--out", required=True, metavar="FILE.html", help="where the report goes")
+    c.add_argument("--max-sentences", type=int, default=50, metavar="N",
+                   help="sentences in the report's picker (default 50; the summary covers all)")
     c = sub.add_parser("experiment", help="run one of the paper's experiments (figure + numbers)")
     c.add_argument("name", help=f"one of: {', '.join(EXPERIMENTS)}")
     c.add_argument("--full", action="store_true", help="the paper's setting (default: the reduced one CI runs)")
@@ -266,6 +273,17 @@ def cmd_experiment(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .analysis.htmlreport import report
+
+    if not args.out.endswith((".html", ".htm")):
+        raise InputError(f"--out {args.out!r}: the report is HTML; give a name ending in .html")
+    _writable_file(args.out, "--out")
+    r = report(args.results, args.out, max_sentences=args.max_sentences)
+    print(f"wrote {args.out} ({len(r.html) / 1e6:.1f} MB, {r.data.total} sentences; opens offline)")
+    return 0
+
+
 def cmd_analyze(args) -> int:
     from pathlib import Path
 
@@ -282,40 +300,50 @@ def cmd_analyze(args) -> int:
             raise InputError(f"cannot read sentences from {args.sentences!r}: {e.strerror}") from None
     if not sentences:
         raise InputError("give --sentence TEXT or --sentences FILE")
-    if args.readout and args.readout.startswith("pooled:"):
-        raise InputError("--readout pooled:K reads the mean-pooled embedding; it runs with --dataset")
-    readout, objective = _readout(args, m.hidden)
+    obj = _objective(args, m)
+    objective = obj.description
     out = _writable_dir(args.out, "--out") if args.out else None
     print(f"objective: {objective}", file=sys.stderr)
     docs = []
     for n, text in enumerate(_progress(sentences)):
         ids = m.tokenize(text)
-        if not 0 <= args.position < len(ids):
-            raise InputError(f"--position {args.position} is outside the {len(ids)} tokens of {text!r}")
-        stats = analysis.token_stats(m, ids, readout, args.position, backend=args.backend)
-        flow = analysis.branch_flow(m, ids, readout, args.position, backend=args.backend)
+        if obj.position is not None and not 0 <= obj.position < len(ids):
+            raise InputError(f"--position {obj.position} is outside the {len(ids)} tokens of {text!r}")
+        try:
+            position = obj.position_of(ids)
+        except InputError as e:
+            raise InputError(f"{e} ({text!r})") from None
         if not 0 <= args.path_token < len(ids):
             raise InputError(f"--path-token {args.path_token} is outside the {len(ids)} tokens of {text!r} "
                              f"(0..{len(ids) - 1})")
-        tok = args.path_token
-        best = compile(m.program(position=args.position), "max_product", backend=args.backend,
-                       wrt=["embeddings"])(**m.inputs(ids, readout=readout))
-        path = analysis.top_paths(best, "embeddings", (tok,))[0]
-        docs.append({"sentence": text, "objective": objective, "tokens": m.tokens(ids), "token_stats": stats,
-                     "branch_flow": flow,
-                     "top_path": {"token": tok, "value": path.value, "text": path.format(tokens=m.tokens(ids)),
-                                  "steps": [[s.node, list(s.index), s.weight] for s in path]}})
+        tokens = m.tokens(ids)
+        stats = analysis.token_stats(m, ids, None, position, backend=args.backend, objective=obj)
+        flow = analysis.branch_flow(m, ids, None, position, backend=args.backend, objective=obj)
+        best = compile(obj.program(m, position), "max_product", backend=args.backend,
+                       wrt=["embeddings"])(**obj.single_inputs(m, ids))
+        paths = [analysis.top_paths(best, "embeddings", (t,))[0] for t in range(len(ids))]
+        tok, path = args.path_token, paths[args.path_token]
+        docs.append({"id": str(n), "sentence": text, "objective": objective, "position": position,
+                     "output": obj.value(best),
+                     "tokens": tokens, "token_stats": stats, "branch_flow": flow,
+                     "top_path": {"token": tok, "value": path.value, "text": path.format(tokens=tokens),
+                                  "steps": [[s.node, list(s.index), s.weight] for s in path]},
+                     "top_paths": [{"token": t, "value": p.value, "layers": p.layers(tokens)}
+                                   for t, p in enumerate(paths)]})
         if out:
-            title = f"top path from token {tok} {m.tokens(ids)[tok]!r} of {text!r} ({objective})"
-            (out / f"sentence{n}.dot").write_text(analysis.path_to_dot([path], title, tokens=m.tokens(ids)))
+            title = f"top path from token {tok} {tokens[tok]!r} of {text!r} ({objective})"
+            (out / f"sentence{n}.dot").write_text(analysis.path_to_dot([path], title, tokens=tokens))
             if args.plot:
                 from .analysis.branch import plot_branch_flow
 
-                plot_branch_flow(flow, out / f"sentence{n}_branches.png")
+                plot_branch_flow(flow, out / f"sentence{n}_branches.png", f"{text!r}", objective)
         if not args.json:
             _print_analysis(docs[-1], m.layers)
     if out:
-        (out / "analysis.json").write_text(json.dumps(docs, indent=1))
+        meta = {"model": args.model, "objective": objective, "semantics": "exact",
+                "date": datetime.datetime.now().isoformat(timespec="seconds")}
+        (out / "analysis.json").write_text(json.dumps({**meta, "sentences": docs}, indent=1))
+        print(f"wrote {out}/analysis.json; 'semir report {out} --out report.html' draws it", file=sys.stderr)
     if args.json:
         print(json.dumps(docs))
     return 0
@@ -334,13 +362,13 @@ def _analyze_dataset(args) -> int:
     out = _writable_dir(args.out, "--out")
     from . import models
 
-    hidden = models.load(args.model).hidden
-    readout, objective = _readout(args, hidden)
+    m = models.load(args.model)
+    obj = _objective(args, m)
+    objective = obj.description
     print(f"objective: {objective}", file=sys.stderr)
     print(f"compiling the kernels, then {len(rows)} sentences in partitions of {args.partition_size}",
           file=sys.stderr)
-    pool = "mean" if args.readout.startswith("pooled:") else None
-    summary = dataset.run(args.model, rows, readout, objective, out, position=args.position, pool=pool,
+    summary = dataset.run(args.model if args.workers or args.scheduler else m, rows, obj, out,
                           path_token=args.path_token, partition_size=args.partition_size,
                           batch_size=args.batch_size, backend=args.backend,
                           workers=args.workers, scheduler=args.scheduler)
@@ -366,32 +394,17 @@ def _analyze_dataset(args) -> int:
     return 1 if summary.failures else 0
 
 
-def _readout(args, hidden: int) -> tuple[np.ndarray, str]:
-    """The readout vector and a one-line description of what is attributed (printed and stored)."""
-    where = f"the final hidden state at position {args.position}"
-    if args.readout is None:
-        raise InputError("--readout: give the objective, a .npy vector u of the hidden size (the output is "
-                         "u · the final state), or --readout random for a seeded random direction")
-    if args.readout.startswith("pooled:"):
-        k = args.readout.removeprefix("pooled:")
-        if not k.isdigit() or not 0 <= int(k) < hidden:
-            raise InputError(f"--readout {args.readout!r}: K must be a component 0..{hidden - 1}")
-        u = np.zeros(hidden, np.float32)
-        u[int(k)] = 1.0
-        return u, f"component {k} of the mean-pooled final hidden states (the sentence embedding)"
-    if args.readout == "random":
-        u = np.random.default_rng(args.seed).normal(size=hidden).astype(np.float32)
-        return u, (f"u · {where}, u a random N(0, 1) direction (seed {args.seed}): a probe of the network, "
-                   "not a task; pass --readout FILE.npy for an objective of your own")
-    try:
-        u = np.load(args.readout, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise InputError(f"--readout: cannot read {args.readout!r} ({e}); give 'random' or a .npy file") from None
-    if not isinstance(u, np.ndarray) or u.shape != (hidden,) or u.dtype.kind not in "biuf":
-        raise InputError(f"--readout: expected a .npy vector of shape ({hidden},), got {getattr(u, 'shape', u)}")
-    if not np.all(np.isfinite(u)):
-        raise InputError("--readout: the vector contains NaN or inf")
-    return u.astype(np.float32), f"u · {where}, u from {args.readout}"
+def _objective(args, m):
+    """The objective (``--objective``, or its older spelling ``--readout``), described in one line."""
+    from .analysis import objectives
+
+    if args.objective and args.readout:
+        raise InputError("give --objective or --readout, not both (--readout is --objective's older name)")
+    spec = args.objective or args.readout
+    if spec is None:
+        raise InputError(f"--objective: give what to attribute: {', '.join(objectives.KINDS)} (--objective "
+                         "random for a seeded random direction)")
+    return objectives.parse(spec, m, args.position, args.seed)
 
 
 def _progress(items: list):
@@ -417,12 +430,12 @@ def _print_analysis(doc: dict, layers: int) -> None:
         shares = "/".join(f"{np.mean([r[f'share_{b}'] for r in rows]):.2f}" for b in ("skip", "query", "key", "value"))
         print(f"    layer {i}: {cells}   {shares}")
     tp = doc["top_path"]
-    print(f"  top path from token {tp['token']} ({doc['tokens'][tp['token']]}), value {tp['value']:.4g}:")
-    print("    " + " -> ".join(f"{n}{idx}" for n, idx, _ in tp["steps"]))
+    print(f"  top path from token {tp['token']} ({doc['tokens'][tp['token']]}):")
+    print("\n".join("    " + line for line in tp["text"].splitlines()))
 
 
 COMMANDS = {"check": cmd_check, "ir": cmd_ir, "compile": cmd_compile, "run": cmd_run, "analyze": cmd_analyze,
-            "experiment": cmd_experiment}
+            "report": cmd_report, "experiment": cmd_experiment}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -143,6 +143,29 @@ def format_path(path, program: Program | None = None, tokens: list[str] | None =
                                 for r in rows])
 
 
+def layer_hops(path, program: Program | None = None, tokens: list[str] | None = None) -> list[dict]:
+    """The path as data, one entry per line of :func:`format_path`: the segment (layer), the factor it
+    contributes, and the token the path leaves it at (``None`` where the value has no token axis). The first
+    entry is where the path starts (factor 1); the factors multiply to the path's value."""
+    if not path:
+        return []
+    shapes = path.shapes
+    length = len(tokens) if tokens is not None else (sequence_length(program, shapes) if program else None)
+    first = path[0]
+    hops = [{"segment": segment(first.node)[0], "factor": 1.0,
+             "token": token_of(shapes.get(first.node, ()), first.index, length)}]
+    if program is None:
+        for a, s in zip(path, path[1:]):
+            hops.append({"segment": s.node, "factor": float(a.weight), "token": None})
+        return hops
+    for g in segments(path, program, shapes, length):
+        s = path[g.steps[-1]]
+        hops.append({"segment": g.key, "factor": float(g.factor),
+                     "token": token_of(shapes.get(s.node, ()), s.index, length)})
+    # segments() drops passages that neither scale nor branch: their factor is 1, so the product still holds
+    return hops
+
+
 def dot(paths: list, program: Program | None, title: str, tokens: list[str] | None = None) -> str:
     """Graphviz text for paths: the steps that matter as boxes, one cluster per segment laid out left to
     right, each edge labelled with the product of the weights it stands for and the paths that use it."""

@@ -12,7 +12,7 @@ import numpy as np
 from .errors import OptionError, SemirError, suggest
 from .ir.node import Program
 from .ir.ops import Op
-from .pathview import format_path
+from .pathview import format_path, layer_hops
 from .semirings import EDGE_END, EDGE_NONE, Semiring, State
 from .semirings.base import reduce_state
 
@@ -44,8 +44,17 @@ class Path(list):
         step with its edge weight (default: for paths of at most 12 steps)."""
         return format_path(self, self.program, tokens, detail)
 
+    def layers(self, tokens: list[str] | None = None) -> list[dict]:
+        """The path as data, one entry per layer: ``segment``, ``factor`` and the ``token`` it leaves at."""
+        return layer_hops(self, self.program, tokens)
+
     def __str__(self) -> str:
         return self.format()
+
+    def _repr_html_(self) -> str:  # Jupyter: the one-line-per-layer text
+        import html
+
+        return f"<pre>{html.escape(self.format())}</pre>"
 
     def __repr__(self) -> str:
         if not self:
@@ -98,6 +107,24 @@ class Result:
         wrt = ", ".join(f"{n} {tuple(np.shape(self.states[self.program.resolve(n)][self.semiring.fields[0].name]))}"
                         for n in self.wrt[:4]) + (f", ... ({len(self.wrt) - 4} more)" if len(self.wrt) > 4 else "")
         return f"<Result {self.semiring.name} on {self.backend}: output {value}; wrt {wrt}>"
+
+    def _repr_html_(self) -> str:  # Jupyter: one row per reported node, with a summary of its values
+        import html
+
+        out = np.asarray(self.output)
+        value = f"{out.item():.6g}" if out.size == 1 else f"array of shape {out.shape}"
+        rows = []
+        for n in self.wrt[:20]:
+            v = np.asarray(self.node(n))
+            finite = v[np.isfinite(v)] if v.dtype.kind == "f" else v
+            summary = (f"{v.item():.6g}" if v.size == 1 else "no finite values" if not finite.size else
+                       f"min {finite.min():.4g}, max {finite.max():.4g}, mean {finite.mean():.4g}")
+            rows.append(f"<tr><td><code>{html.escape(n)}</code></td><td>{v.shape}</td><td>{v.dtype}</td>"
+                        f"<td>{summary}</td></tr>")
+        more = f"<tr><td colspan=4>... {len(self.wrt) - 20} more</td></tr>" if len(self.wrt) > 20 else ""
+        return (f"<p><b>{html.escape(self.semiring.name)}</b> on {html.escape(self.backend)}: output "
+                f"{value}</p><table><tr><th>node</th><th>shape</th><th>dtype</th><th>reported value</th></tr>"
+                + "".join(rows) + more + "</table>")
 
     # -- lookup ---------------------------------------------------------------
 

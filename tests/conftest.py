@@ -128,3 +128,42 @@ def compare_paths(got, ref, semiring, dims, limit=64):
                 # float32: a weight such as 1 - tanh² cancels, so 1 ulp in a forward value shows as 1e-7 absolute
                 tol = {"rtol": 1e-12} if ref.float_dtype == np.float64 else {"rtol": 1e-4, "atol": 1e-6}
                 np.testing.assert_allclose([s[2] for s in p_got], [s[2] for s in p_ref], **tol)
+
+
+def check_figure(fig) -> None:
+    """A figure a user reads: every axes that shows data labels both axes, no legend covers any axes, and every
+    annotation lies inside its axes."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    axes = [a for a in fig.axes if a.get_visible() and (a.lines or a.patches or a.collections or a.images)]
+    legends = [*fig.legends, *(a.get_legend() for a in fig.axes if a.get_legend() is not None)]
+    for a in axes:
+        where = a.get_title() or a.get_label() or "an axes"
+        assert a.get_xlabel().strip(), f"{where}: the x axis has no label"
+        assert a.get_ylabel().strip(), f"{where}: the y axis has no label"
+        box = a.get_window_extent(r)
+        for leg in legends:
+            assert not leg.get_window_extent(r).overlaps(box), f"{where}: a legend is drawn over the axes"
+        for t in a.texts:
+            e = t.get_window_extent(r)
+            assert box.x0 - 1 <= e.x0 and e.x1 <= box.x1 + 1 and box.y0 - 1 <= e.y0 and e.y1 <= box.y1 + 1, \
+                f"{where}: the label {t.get_text()!r} runs off the axes"
+
+
+@pytest.fixture
+def figures_are_checked(monkeypatch):
+    """Every figure saved while the test runs passes :func:`check_figure`; returns how many were checked."""
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    seen = []
+    save = Figure.savefig
+
+    def checked(self, *a, **kw):
+        check_figure(self)
+        seen.append(a[0] if a else kw.get("fname"))
+        return save(self, *a, **kw)
+
+    monkeypatch.setattr(Figure, "savefig", checked)
+    return seen

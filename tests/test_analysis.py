@@ -117,7 +117,7 @@ def test_analyze_command(tmp_path, capsys):
     out = tmp_path / "out"
     # no objective, no run: a random direction only when asked for
     assert main(["analyze", str(folder), "--sentence", "the keys"]) == 2
-    assert "--readout random" in capsys.readouterr().err
+    assert "--objective random" in capsys.readouterr().err
     assert main(["analyze", str(folder), "--sentence", "the keys", "--sentence", "the table", "--json",
                  "--out", str(out), "--readout", "random"]) == 0
     docs = __import__("json").loads(capsys.readouterr().out)

@@ -38,7 +38,8 @@ def _sorted(table):
 
 def test_tables_hold_what_the_reference_backend_computes(folder, tmp_path):
     texts = sentences(5)
-    s = dataset.run(str(folder), texts, U, "u · final[0]", tmp_path / "run", partition_size=2, progress=False)
+    s = dataset.run(str(folder), texts, U, tmp_path / "run",
+                    description="u · final[0]", partition_size=2, progress=False)
     assert (s.sentences, s.partitions, s.failures) == (5, 3, [])
     tokens, sents = dataset.read_results(tmp_path / "run")
     m = semir.models.load(folder)
@@ -65,28 +66,29 @@ def test_tables_hold_what_the_reference_backend_computes(folder, tmp_path):
 
 def test_an_interrupted_run_resumes_without_recomputing_or_losing_anything(folder, tmp_path, monkeypatch):
     texts = sentences(200, seed=1)
-    whole = dataset.run(str(folder), texts, U, "u", tmp_path / "whole", partition_size=20, progress=False)
+    whole = dataset.run(str(folder), texts, U, tmp_path / "whole", description="u", partition_size=20, progress=False)
     calls = []
     real = dataset.run_partition
 
-    def interrupted(an, readout, out, index, items):
+    def interrupted(an, out, index, items):
         calls.append(index)
         if len(calls) == 6:
             raise KeyboardInterrupt  # Ctrl-C halfway, in the middle of a partition
-        return real(an, readout, out, index, items)
+        return real(an, out, index, items)
 
     monkeypatch.setattr(dataset, "run_partition", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        dataset.run(str(folder), texts, U, "u", tmp_path / "resumed", partition_size=20, progress=False)
+        dataset.run(str(folder), texts, U, tmp_path / "resumed", description="u", partition_size=20, progress=False)
     calls.clear()
-    again = dataset.run(str(folder), texts, U, "u", tmp_path / "resumed", partition_size=20, progress=False)
+    again = dataset.run(str(folder), texts, U, tmp_path / "resumed", description="u", partition_size=20, progress=False)
     assert calls == list(range(5, 10))  # the five finished partitions are not recomputed
     assert again.sentences == whole.sentences == 200 and again.skipped == 5
     a, b = dataset.read_results(tmp_path / "whole"), dataset.read_results(tmp_path / "resumed")
     assert _sorted(a[0]).equals(_sorted(b[0])) and a[1].num_rows == b[1].num_rows == 200
     # the same directory with other sentences is refused, never mixed
     with pytest.raises(semir.OptionError, match="different run"):
-        dataset.run(str(folder), texts[:10], U, "u", tmp_path / "resumed", partition_size=20, progress=False)
+        dataset.run(str(folder), texts[:10], U, tmp_path / "resumed",
+                    description="u", partition_size=20, progress=False)
 
 
 def test_a_failing_sentence_is_reported_by_id(folder, tmp_path, capsys):
@@ -145,8 +147,9 @@ def test_datasets_read_from_csv_parquet_and_text(tmp_path, suffix):
 def test_a_dask_cluster_of_two_workers_gives_the_same_tables(folder, tmp_path):
     pytest.importorskip("dask.distributed")
     texts = sentences(6, seed=2)
-    dataset.run(str(folder), texts, U, "u", tmp_path / "one", partition_size=2, progress=False)
-    s = dataset.run(str(folder), texts, U, "u", tmp_path / "two", partition_size=2, workers=2, progress=False)
+    dataset.run(str(folder), texts, U, tmp_path / "one", description="u", partition_size=2, progress=False)
+    s = dataset.run(str(folder), texts, U, tmp_path / "two",
+                    description="u", partition_size=2, workers=2, progress=False)
     assert s.sentences == 6 and s.failures == []
     a, b = dataset.read_results(tmp_path / "one"), dataset.read_results(tmp_path / "two")
     assert _sorted(a[0]).equals(_sorted(b[0]))
@@ -155,7 +158,7 @@ def test_a_dask_cluster_of_two_workers_gives_the_same_tables(folder, tmp_path):
     from dask.distributed import LocalCluster
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        s = dataset.run(str(folder), texts, U, "u", tmp_path / "three", partition_size=3,
+        s = dataset.run(str(folder), texts, U, tmp_path / "three", description="u", partition_size=3,
                         scheduler=cluster.scheduler_address, progress=False)
     assert s.sentences == 6 and _sorted(dataset.read_results(tmp_path / "three")[0]).equals(_sorted(a[0]))
 
@@ -173,6 +176,10 @@ def test_a_pooled_component_objective(folder, tmp_path, capsys):
         k = semir.compile(m.program(pool="mean"), "sum_product", backend="reference", wrt=[])
         assert row["output"] == pytest.approx(float(k.forward(**m.inputs(m.tokenize(row["text"]), readout=e3))),
                                               rel=1e-5, abs=1e-6)
-    assert main(["analyze", str(folder), "--sentence", "the keys", "--readout", "pooled:3"]) == 2
+    # sentences given on the command line take every objective too
+    assert main(["analyze", str(folder), "--sentence", "the keys", "--objective", "pooled:3", "--json"]) == 0
+    (doc,) = json.loads(capsys.readouterr().out)
+    k = semir.compile(m.program(pool="mean"), "sum_product", backend="reference", wrt=[])
+    assert doc["output"] == pytest.approx(float(k.forward(**m.inputs(m.tokenize("the keys"), readout=e3))), rel=1e-5)
     assert main(["analyze", str(folder), "--dataset", str(path), "--out", str(tmp_path / "o2"),
                  "--readout", "pooled:99"]) == 2

@@ -10,6 +10,9 @@ pytest.importorskip("matplotlib")
 
 from semir.cli import main  # noqa: E402
 
+# every figure an experiment saves labels its axes and keeps legends and labels off the data (conftest)
+pytestmark = pytest.mark.usefixtures("figures_are_checked")
+
 
 def test_fig1_every_semiring_and_path(tmp_path):
     assert main(["experiment", "fig1", "--out", str(tmp_path)]) == 0

@@ -36,7 +36,7 @@ def test_a_path_prints_one_line_per_layer_and_the_lines_multiply_to_its_value(be
     assert lines[0].startswith(f"path value {path.value:.6g} from embeddings[2,")
     keys = [line.split()[0] for line in lines[1:]]
     # the embeddings and the pooling are weight-1 passages; the readout scales the path by its weight
-    assert keys[:m.layers] == [f"layer{i}" for i in range(m.layers)] and keys[m.layers:] in ([], ["output"])
+    assert keys[:m.layers] == [f"layer{i}" for i in range(m.layers)] and keys[m.layers:] in ([], ["objective"])
     assert f"token 2 {m.tokens(ids)[2]!r}" in lines[1]
     segs = pathview.segments(path, r.program, path.shapes, len(ids))
     assert math.prod(g.factor for g in segs) == pytest.approx(path.value, rel=1e-6)

@@ -19,16 +19,20 @@ def _branch(consumer: str, layer: int) -> str:
     return "none" if not consumer else "other"
 
 
-def branch_flow(model, ids, readout, position: int = 0, backend: str | None = None) -> list[dict]:
+def branch_flow(model, ids, readout, position: int = 0, backend: str | None = None, objective=None) -> list[dict]:
     """Per layer and token: the branch of the max-product path, by two rules.
 
     ``argmax_branch``: the paper's rule, the branch taken by the best path from the token's hidden unit
     with the largest max-product value. ``share_<branch>``: the fraction of the token's hidden units whose
-    best path takes that branch; ``sum_<branch>``: the sum of their max-product values.
+    best path takes that branch; ``sum_<branch>``: the sum of their max-product values. The output is
+    ``readout · h_final[position]``, or the ``objective`` (:mod:`.objectives`) where given.
     """
-    prog = model.program(position=position)
+    if objective is not None:
+        prog, ins = objective.program(model, position), objective.single_inputs(model, ids)
+    else:
+        prog, ins = model.program(position=position), model.inputs(ids, readout=readout)
     names = [f"layer{i}.attention.input" for i in range(model.layers)]
-    r = compile(prog, "max_product", backend=backend, wrt=names)(**model.inputs(ids, readout=readout))
+    r = compile(prog, "max_product", backend=backend, wrt=names)(**ins)
     return branch_records(r, model.layers, model.tokens(ids))
 
 
@@ -51,17 +55,11 @@ def branch_records(r, layers: int, tokens: list[str]) -> list[dict]:
     return records
 
 
-def plot_branch_flow(records: list[dict], path) -> None:
-    """A figure of branch shares per layer (matplotlib, optional)."""
-    try:
-        import matplotlib
+def plot_branch_flow(records: list[dict], path, sentence: str = "", objective: str = "") -> None:
+    """A figure of branch shares per layer (matplotlib), titled with the sentence and the objective."""
+    from ..figures import legend_outside, pyplot, save, short
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        from ..errors import SemirError
-
-        raise SemirError("plots need matplotlib: pip install matplotlib") from None
+    plt = pyplot()
     layers = sorted({r["layer"] for r in records})
     fig, ax = plt.subplots(figsize=(6, 3.5))
     bottom = np.zeros(len(layers))
@@ -70,9 +68,10 @@ def plot_branch_flow(records: list[dict], path) -> None:
         ax.bar(layers, share, bottom=bottom, label=b)
         bottom += share
     ax.set_xlabel("layer")
-    ax.set_ylabel("share of hidden units")
-    ax.set_title("branch taken by each unit's max-product path", fontsize=10)
-    ax.legend(ncol=4, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    ax.set_ylabel("share of hidden units (mean over tokens)")
+    ax.set_xticks(layers)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"branch of each unit's max-product path\n{short(sentence, 70)}\nobjective: {short(objective, 70)}",
+                 fontsize=8)
+    legend_outside(ax, title="branch")
+    save(fig, path)

@@ -1,6 +1,6 @@
 """Analyses over a data set: partitions, Parquet tables, resumable runs, on one process or a Dask cluster.
 
-``run(model, texts, readout, objective, out)`` analyses every sentence and writes, per partition of
+``run(model, texts, objective, out)`` analyses every sentence and writes, per partition of
 ``partition_size`` sentences, two Parquet tables (pyarrow) under ``out/``:
 
 * ``tokens-NNNNN.parquet``: one row per sentence × token × layer × statistic (``layer`` is null for per-token
@@ -8,11 +8,11 @@
   max-product value of the token's best unit (``argmax_value``, its branch in ``label``) and the share of
   its units whose best path takes each branch (``share_skip`` ... ``share_value``).
 * ``sentences-NNNNN.parquet``: one row per sentence: its objective value, and the top path from
-  ``path_token`` (value and the one-line-per-layer text).
+  ``path_token``: its value, its one-line-per-layer text and, as JSON, its layers (``Path.layers``).
 
 The sentence id and text travel with every row. Per sentence, one max-product sweep serves both the branch
 table and the top path. A partition is written to temporary files and renamed, then marked done, so a
-rerun skips finished partitions and recomputes nothing. ``run.json`` fingerprints the run (model, readout,
+rerun skips finished partitions and recomputes nothing. ``run.json`` fingerprints the run (model, objective,
 sentences, settings); an ``out`` holding a different run is refused rather than mixed. A sentence that
 fails (too long for the model, say) is recorded with its id and error in ``failures-NNNNN.json`` and
 reported, never dropped silently. With ``workers=N`` (a ``dask.distributed`` LocalCluster of N processes,
@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import InputError, OptionError, SemirError
 
 BRANCH_STATS = ("share_skip", "share_query", "share_key", "share_value")
-VERSION = 1
+VERSION = 2  # 2: the sentences table carries the top path as data (path_layers)
 
 
 @dataclass
@@ -43,19 +43,17 @@ class Settings:
     """What a run computes; part of its fingerprint."""
 
     model: str
-    objective: str
-    position: int = 0
+    objective: str  # the objective's description
+    objective_id: str  # its fingerprint: kind, readouts, head, position
     path_token: int = 1
     backend: str | None = None
     partition_size: int = 16
     batch_size: int = 8
-    pool: str | None = None  # "mean": the readout reads the mean-pooled final states, not one position
 
 
-def _fingerprint(settings: Settings, readout: np.ndarray, items: list[tuple[str, str]]) -> str:
+def _fingerprint(settings: Settings, items: list[tuple[str, str]]) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({"version": VERSION, **settings.__dict__}, sort_keys=True).encode())
-    h.update(np.ascontiguousarray(readout, dtype=np.float32).tobytes())
     for sid, text in items:
         h.update(f"{sid}\0{text}\0".encode())
     return h.hexdigest()
@@ -123,37 +121,45 @@ class _Example:
 
 
 class _Analyzer:
-    """A model and its three kernels over batches of same-length sentences, compiled once per process."""
+    """A model, its objective and three kernels over batches of same-length sentences, compiled once per
+    process for each position the objective reads."""
 
-    def __init__(self, model, settings: Settings):
+    def __init__(self, model, objective, settings: Settings):
+        self.m, self.obj, self.s = model, objective, settings
+        self.kernels: dict[int, tuple] = {}
+
+    def _kernels(self, position: int) -> tuple:
         from ..compiler import compile
 
-        self.m, self.s = model, settings
-        layers = [f"layer{i}.attention.input" for i in range(model.layers)]
-        prog = model.program(position=settings.position, pool=settings.pool, batch=True)
-        self.best = compile(prog, "max_product", backend=settings.backend, wrt=["embeddings", *layers])
-        self.ent = compile(prog, "entropy", backend=settings.backend, wrt=["embeddings"])
-        self.grad = compile(prog, "sum_product", backend=settings.backend, wrt=["embeddings"])
+        if position not in self.kernels:
+            m, backend = self.m, self.s.backend
+            layers = [f"layer{i}.attention.input" for i in range(m.layers)]
+            prog = self.obj.program(m, position, batch=True)
+            self.kernels[position] = (compile(prog, "max_product", backend=backend, wrt=["embeddings", *layers]),
+                                      compile(prog, "entropy", backend=backend, wrt=["embeddings"]),
+                                      compile(prog, "sum_product", backend=backend, wrt=["embeddings"]))
+        return self.kernels[position]
 
-    def check(self, text: str) -> np.ndarray:
+    def check(self, text: str) -> tuple[np.ndarray, int]:
+        """The sentence's ids and the position its objective reads; refuses what cannot be analysed."""
         ids = self.m.tokenize(text)
-        for what, p in (("position", self.s.position), ("path token", self.s.path_token)):
-            if not 0 <= p < len(ids):
-                raise InputError(f"the {what} {p} is outside the sentence's {len(ids)} tokens")
+        if not 0 <= self.s.path_token < len(ids):
+            raise InputError(f"the path token {self.s.path_token} is outside the sentence's {len(ids)} tokens")
+        position = self.obj.position_of(ids)
         self.m.inputs(ids, readout=np.zeros(self.m.hidden, np.float32) + 1)  # every other input check
-        return ids
+        return ids, position
 
-    def batch(self, group: list[tuple[str, str, np.ndarray]], readout: np.ndarray) -> list[tuple[list, dict]]:
-        """Rows of each sentence of ``group`` (same length), from one call per statistic."""
+    def batch(self, group: list[tuple[str, str, np.ndarray]], position: int) -> list[tuple[list, dict]]:
+        """Rows of each sentence of ``group`` (same length and position), from one call per statistic."""
         from .branch import branch_records
         from .paths import top_paths
 
         m, s = self.m, self.s
-        ins = m.batch_inputs([ids for _, _, ids in group], readout=readout)
-        best, ent, grad = self.best(**ins), self.ent(**ins), self.grad(**ins)["embeddings"]
+        ins = self.obj.inputs(m, [ids for _, _, ids in group])
+        kbest, kent, kgrad = self._kernels(position)
+        best, ent, grad = kbest(**ins), kent(**ins), kgrad(**ins)["embeddings"]
         state = ent.aggregate_state("embeddings", -1)
         h = ent.semiring.finalize(state)
-        final = best.value("pooled" if s.pool else "final")
         out = []
         for k, (sid, text, ids) in enumerate(group):
             tokens = m.tokens(ids)
@@ -168,9 +174,10 @@ class _Analyzer:
                 rows.append(_row(base, tokens, p, layer, "argmax_value", rec["argmax_value"], rec["argmax_branch"]))
                 rows += [_row(base, tokens, p, layer, b, rec[b]) for b in BRANCH_STATS]
             path = top_paths(best, "embeddings", (k, s.path_token))[0]
-            sent = {**base, "tokens": len(tokens), "objective": s.objective,
-                    "output": float(np.dot(final[k].astype(np.float64), readout.astype(np.float64))),
-                    "path_token": s.path_token, "path_value": path.value, "path_text": path.format(tokens=tokens)}
+            sent = {**base, "tokens": len(tokens), "objective": s.objective, "position": position,
+                    "output": self.obj.value(best, k),
+                    "path_token": s.path_token, "path_value": path.value, "path_text": path.format(tokens=tokens),
+                    "path_layers": json.dumps(path.layers(tokens))}
             out.append((rows, sent))
         return out
 
@@ -180,13 +187,13 @@ def _row(base: dict, tokens: list[str], position: int, layer, statistic: str, va
             "value": float(value), "label": label}
 
 
-def _worker_analyzer(model_ref: str, settings: Settings) -> _Analyzer:
+def _worker_analyzer(model_ref: str, objective, settings: Settings) -> _Analyzer:
     """A Dask worker's analyzer, loaded once per process and kept between partitions."""
     key = json.dumps(settings.__dict__, sort_keys=True)
     if key not in _MODELS:
         from .. import models
 
-        _MODELS[key] = _Analyzer(models.load(model_ref), settings)
+        _MODELS[key] = _Analyzer(models.load(model_ref), objective, settings)
     return _MODELS[key]
 
 
@@ -198,37 +205,37 @@ def _write_atomic(table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def worker_partition(model_ref: str, settings: Settings, readout: np.ndarray, out: str, index: int,
+def worker_partition(model_ref: str, objective, settings: Settings, out: str, index: int,
                      items: list[tuple[str, str]]) -> dict:
     """One partition on a Dask worker."""
-    return run_partition(_worker_analyzer(model_ref, settings), readout, out, index, items)
+    return run_partition(_worker_analyzer(model_ref, objective, settings), out, index, items)
 
 
-def run_partition(an: _Analyzer, readout: np.ndarray, out: str, index: int, items: list[tuple[str, str]]) -> dict:
-    """Analyse one partition, in batches of same-length sentences (no padding), and write its tables; returns
-    its counts and failures."""
+def run_partition(an: _Analyzer, out: str, index: int, items: list[tuple[str, str]]) -> dict:
+    """Analyse one partition, in batches of sentences of one length and objective position (no padding), and
+    write its tables; returns its counts and failures."""
     import pyarrow as pa
 
     failures, by_length = [], {}
     for sid, text in items:
         try:
-            ids = an.check(text)
+            ids, position = an.check(text)
         except SemirError as e:
             failures.append({"sentence_id": sid, "text": text, "error": str(e)})
             continue
-        by_length.setdefault(len(ids), []).append((sid, text, ids))
+        by_length.setdefault((len(ids), position), []).append((sid, text, ids))
     done: dict[str, tuple[list, dict]] = {}
     size = an.s.batch_size
-    for group in by_length.values():
+    for (_, position), group in by_length.items():
         for k in range(0, len(group), size):
             chunk = group[k:k + size]
             try:
-                results = an.batch(chunk, readout)
+                results = an.batch(chunk, position)
             except SemirError:  # find the sentence: one at a time
                 results = []
                 for one in chunk:
                     try:
-                        results += an.batch([one], readout)
+                        results += an.batch([one], position)
                     except SemirError as e:
                         failures.append({"sentence_id": one[0], "text": one[1], "error": str(e)})
                         results.append(None)
@@ -262,8 +269,9 @@ def SENTENCES_SCHEMA():  # noqa: N802
     import pyarrow as pa
 
     return pa.schema([("sentence_id", pa.string()), ("text", pa.string()), ("tokens", pa.int32()),
-                      ("objective", pa.string()), ("output", pa.float64()), ("path_token", pa.int32()),
-                      ("path_value", pa.float64()), ("path_text", pa.string())])
+                      ("objective", pa.string()), ("position", pa.int32()), ("output", pa.float64()),
+                      ("path_token", pa.int32()),
+                      ("path_value", pa.float64()), ("path_text", pa.string()), ("path_layers", pa.string())])
 
 
 # -- the driver ---------------------------------------------------------------------------------------------
@@ -280,16 +288,30 @@ class RunSummary:
         return (f"<analysis run {str(self.out)!r}: {self.sentences} sentences in {self.partitions} partitions "
                 f"({self.skipped} already done), {len(self.failures)} failed>")
 
+    def _repr_html_(self) -> str:  # Jupyter
+        import html
 
-def run(model, texts, readout, objective: str, out: str | Path, position: int = 0, path_token: int = 1,
+        failed = "".join(f"<li>{html.escape(f['sentence_id'])}: {html.escape(f['error'])}</li>"
+                         for f in self.failures[:20])
+        return (f"<p>analysis run <code>{html.escape(str(self.out))}</code>: {self.sentences} sentences in "
+                f"{self.partitions} partitions ({self.skipped} already done), {len(self.failures)} failed</p>"
+                + (f"<ul>{failed}</ul>" if failed else ""))
+
+
+def run(model, texts, objective, out: str | Path, position: int = 0, path_token: int = 1,
         partition_size: int = 16, batch_size: int = 8, backend: str | None = None,
         workers: int | None = None, scheduler: str | None = None, progress: bool = True,
-        pool: str | None = None) -> RunSummary:
+        seed: int = 0, description: str | None = None) -> RunSummary:
     """Analyse ``texts`` (strings, or records with ``text`` and optionally ``id``) and write the tables under
     ``out``. ``model`` is a name or folder (``"minilm"``) or a loaded model; with ``workers``/``scheduler``
-    it must be a name or folder, which every worker loads. ``objective`` describes ``readout`` and is stored
-    with every sentence. Returns a summary; :func:`read_results` reads the tables back."""
+    it must be a name or folder, which every worker loads. ``objective``: an :class:`~.objectives.Objective`,
+    a spec ``objectives.parse`` reads (``"pooled:3"``, ``"mlm:are,is"``, ``"probe:p.npz"``, ...), or a
+    readout vector u (u · the final state at ``position``, described by ``description``); the objective's
+    description is stored with every sentence.
+    Returns a summary; :func:`read_results` reads the tables back."""
+    from .. import models
     from ..progress import Progress
+    from . import objectives
 
     items = _items(texts)
     if not items:
@@ -299,12 +321,17 @@ def run(model, texts, readout, objective: str, out: str | Path, position: int = 
     ref = str(model) if isinstance(model, str | Path) else model
     if (workers or scheduler) and not isinstance(ref, str):
         raise OptionError("with workers or a scheduler, give the model as a name or folder: each worker loads it")
+    m = models.load(ref) if isinstance(ref, str) else ref
+    if isinstance(objective, str):
+        objective = objectives.parse(objective, m, position, seed)
+    elif not isinstance(objective, objectives.Objective):
+        objective = objectives.from_vector(m, objective, position, description)
     name = ref if isinstance(ref, str) else str(getattr(ref, "path", type(ref).__name__))
-    settings = Settings(name, objective, position, path_token, backend, partition_size, batch_size, pool)
-    readout = np.asarray(readout, dtype=np.float32)
+    settings = Settings(name, objective.description, objective.fingerprint(), path_token, backend, partition_size,
+                        batch_size)
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
-    fp = _fingerprint(settings, readout, items)
+    fp = _fingerprint(settings, items)
     manifest = d / "run.json"
     if manifest.exists():
         try:
@@ -315,8 +342,11 @@ def run(model, texts, readout, objective: str, out: str | Path, position: int = 
             raise OptionError(f"{d} holds the results of a different run (other model, objective, sentences or "
                               "settings); give another --out or remove it")
     else:
+        import datetime
+
         manifest.write_text(json.dumps({"fingerprint": fp, "settings": settings.__dict__, "sentences": len(items),
-                                        "objective": objective}, indent=1))
+                                        "objective": objective.description, "semantics": "exact",
+                                        "date": datetime.datetime.now().isoformat(timespec="seconds")}, indent=1))
     parts = [(i, items[k:k + partition_size]) for i, k in enumerate(range(0, len(items), partition_size))]
     done = {i: json.loads((d / f"done-{i:05d}.json").read_text())
             for i, _ in parts if (d / f"done-{i:05d}.json").exists()}
@@ -326,14 +356,12 @@ def run(model, texts, readout, objective: str, out: str | Path, position: int = 
     if not todo:
         pass
     elif not (workers or scheduler):
-        from .. import models
-
-        an = _Analyzer(models.load(ref) if isinstance(ref, str) else ref, settings)
+        an = _Analyzer(m, objective, settings)
         for i, p in todo:
-            results[i] = run_partition(an, readout, str(d), i, p)
+            results[i] = run_partition(an, str(d), i, p)
             bar.update()
     else:
-        for i, res in _dask(ref, settings, readout, d, todo, workers, scheduler):
+        for i, res in _dask(ref, objective, settings, d, todo, workers, scheduler):
             results[i] = res
             bar.update()
     bar.close()
@@ -341,7 +369,7 @@ def run(model, texts, readout, objective: str, out: str | Path, position: int = 
     return RunSummary(d, sum(r["sentences"] for r in results.values()), len(parts), len(done), failures)
 
 
-def _dask(ref, settings, readout, d: Path, todo, workers, scheduler):
+def _dask(ref, objective, settings, d: Path, todo, workers, scheduler):
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError:
@@ -366,7 +394,7 @@ def _dask(ref, settings, readout, d: Path, todo, workers, scheduler):
                                    dashboard_address=None, env=single)
         client = Client(cluster)
     try:
-        futures = {client.submit(worker_partition, ref, settings, readout, str(d), i, p, key=f"semir-part-{i}",
+        futures = {client.submit(worker_partition, ref, objective, settings, str(d), i, p, key=f"semir-part-{i}",
                                  retries=2, pure=False): i for i, p in todo}
         failed = []
         for fut in as_completed(futures):
@@ -431,7 +459,7 @@ def summarize(tokens) -> dict:
 def plot_summary(stats: dict, path, model: str, objective: str, sentences: int) -> None:
     """Two panels: the branch of each token's best path per layer (95% intervals), and the mean token
     entropy by position (± one standard error); titled with the model, the objective and the count."""
-    from ..experiments.common import pyplot
+    from ..figures import legend_outside, pyplot, save, short
 
     plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
@@ -439,23 +467,21 @@ def plot_summary(stats: dict, path, model: str, objective: str, sentences: int) 
     width = 0.2
     for k, br in enumerate(("skip", "query", "key", "value")):
         mid = np.array([r[br][0] for r in stats["branches"]])
-        err = np.array([[m - r[br][1], r[br][2] - m] for m, r in zip(mid, stats["branches"])]).T
+        err = np.array([[m - r[br][1], r[br][2] - m] for m, r in zip(mid, stats["branches"])]).T.clip(0)  # rounding
         a.bar(np.array(layers) + (k - 1.5) * width, mid, width, yerr=err, capsize=2, label=br)
     a.set_xlabel("layer")
     a.set_ylabel("fraction of tokens (best unit's top path)")
     a.set_ylim(0, 1.05)
     a.set_xticks(layers)
-    a.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    legend_outside(a, title="branch")
     pos = stats["entropy_by_position"]
     b.errorbar([p["position"] for p in pos], [p["mean"] for p in pos], yerr=[p["se"] for p in pos],
                marker="o", ms=3, capsize=2)
     b.set_xlabel("token position")
     b.set_ylabel("entropy of gradient flow (nats)")
-    short = objective if len(objective) < 90 else objective[:87] + "..."
-    fig.suptitle(f"{model}: {sentences} sentences; objective: {short}", fontsize=9)
+    fig.suptitle(f"{model}: {sentences} sentences; objective: {short(objective, 90)}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save(fig, path)
 
 
 def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -8,10 +8,13 @@ from ..compiler import compile
 
 
 def token_stats(model, ids, readout, position: int = 0, node: str = "embeddings",
-                backend: str | None = None) -> list[dict]:
-    """Per position: entropy and log Z of the paths from the token's vector at ``node``, and the gradient norm."""
-    prog = model.program(position=position)
-    ins = model.inputs(ids, readout=readout)
+                backend: str | None = None, objective=None) -> list[dict]:
+    """Per position: entropy and log Z of the paths from the token's vector at ``node``, and the gradient norm.
+    The output is ``readout · h_final[position]``, or the ``objective`` (:mod:`.objectives`) where given."""
+    if objective is not None:
+        prog, ins = objective.program(model, position), objective.single_inputs(model, ids)
+    else:
+        prog, ins = model.program(position=position), model.inputs(ids, readout=readout)
     ent = compile(prog, "entropy", backend=backend, wrt=[node])(**ins)
     grad = compile(prog, "sum_product", backend=backend, wrt=[node])(**ins)[node]
     state = ent.aggregate_state(node, -1)

@@ -9,18 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SemirError
-
-
-def pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise SemirError("experiments write figures with matplotlib: pip install matplotlib") from None
-    return plt
+from ..figures import legend_outside, pyplot, save, short  # noqa: F401  (the experiments' figure helpers)
 
 
 def write(out: Path, name: str, summary: dict | None, rows: list[dict] | None = None) -> None:

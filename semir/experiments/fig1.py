@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..compiler import compile
-from .common import Timer, pyplot, write
+from .common import Timer, pyplot, save, write
 
 SEMIRINGS = ("sum_product", "max_product", "max_abs", "entropy", "log", "counting", "boolean")
 SOURCE = """def f(x: f64, y: f64) -> f64 {
@@ -71,8 +71,11 @@ def run(out, full: bool = False, seed: int = 0, progress: bool = True, x: float 
         labels = [" → ".join(p["steps"]) for p in paths[v]]
         ax.barh(range(len(labels)), [p["product"] for p in paths[v]])
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
-        ax.set_title(f"paths from {v} (x={x}, y={y}): edge-weight products", fontsize=9)
+        ax.set_title(f"paths from {v} (x={x}, y={y})", fontsize=9)
+        ax.set_xlabel("path product (edge weights multiplied)")
+        ax.set_ylabel("path (node → node)")
+        ax.axvline(0, color="black", lw=0.5)
+    fig.suptitle("Fig. 1: f(x, y) = exp(x) + (x − y)·y, every path to the output", fontsize=10)
     fig.tight_layout()
-    fig.savefig(Path(out) / "fig1.png")
-    plt.close(fig)
+    save(fig, Path(out) / "fig1.png")
     return summary

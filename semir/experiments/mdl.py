@@ -21,7 +21,7 @@ import numpy as np
 from ..compiler import compile
 from ..train import Adam, make_task, predict, train
 from ..train.models import TinyTransformer
-from .common import Timer, pyplot, spearman, write
+from .common import Timer, pyplot, save, spearman, write
 
 TASKS = (("Contains1", {}), ("AdjacentDuplicate", {}), ("FirstTokenRepeatedImmediately", {}),
          ("FirstTokenRepeatedLast", {}), ("FirstTokenRepeatedOnce", {}), ("ContainsTokenSet", {"tokens": (1, 2)}),
@@ -94,16 +94,22 @@ def run(out, full: bool = False, seed: int = 0, progress: bool = True) -> dict:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, key, title in ((axes[0], "entropy", "exact semantics"), (axes[1], "entropy_brunoflow", "paper semantics")):
+        xs, ys = [r["mdl_bits"] for r in rows], [r[key] for r in rows]
+        mid_x, mid_y = (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2
         for r in rows:
             marker = "*" if r["task"].startswith("BinCountOnes") else "o"
             ax.scatter(r["mdl_bits"], r[key], marker=marker, s=60, alpha=1.0 if r["val_accuracy"] > 0.9 else 0.3,
                        c=[[0.2, 0.3, 0.3 + 0.7 * min(r["classes"], 10) / 10]])
+            # each label points inward, towards the middle of the data, so that none runs off the axes
+            right, top = r["mdl_bits"] > mid_x, r[key] > mid_y
             ax.annotate(r["task"].replace("FirstTokenRepeated", "FTR").replace("ContainsTokenSet", "CTS"),
-                        (r["mdl_bits"], r[key]), fontsize=6)
+                        (r["mdl_bits"], r[key]), fontsize=6, textcoords="offset points",
+                        xytext=(-4 if right else 4, -4 if top else 4), ha="right" if right else "left",
+                        va="top" if top else "bottom")
         ax.set_xlabel("MDL (bits, prequential)")
         ax.set_ylabel("entropy of paths from the input (nats)")
         ax.set_title(f"entropy vs MDL, {title} (faded: val acc ≤ 90%)", fontsize=9)
+        ax.margins(x=0.08, y=0.12)
     fig.tight_layout()
-    fig.savefig(out / "mdl.png")
-    plt.close(fig)
+    save(fig, out / "mdl.png")
     return summary

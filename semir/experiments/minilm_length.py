@@ -13,7 +13,7 @@ import numpy as np
 from ..compiler import compile
 from ..errors import SemirError
 from ..progress import Progress
-from .common import Timer, pyplot, spearman, write
+from .common import Timer, legend_outside, pyplot, save, spearman, write
 
 TEXTS = (
     "the old lighthouse keeper climbed the narrow stairs every evening to light the lamp , and from the top "
@@ -81,8 +81,7 @@ def run(out, full: bool = False, seed: int = 0, progress: bool = True, model_pat
     ax.set_xlabel("tokens")
     ax.set_ylabel("mean token entropy (nats)")
     ax.set_title("MiniLM-L6: entropy vs sentence length", fontsize=10)
-    ax.legend(fontsize=7)
+    legend_outside(ax, fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "minilm_length.png")
-    plt.close(fig)
+    save(fig, out / "minilm_length.png")
     return summary

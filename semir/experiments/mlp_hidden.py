@@ -11,7 +11,7 @@ import numpy as np
 from ..compiler import compile
 from ..train import Adam, four_features, train
 from ..train.models import MLP
-from .common import Timer, pyplot, write
+from .common import Timer, legend_outside, pyplot, save, write
 
 FULL = {"hidden": [4, 8, 16, 32, 64, 128], "n": 4000, "epochs": 40, "examples": 500}
 REDUCED = {"hidden": [4, 16, 64], "n": 2000, "epochs": 15, "examples": 100}
@@ -43,10 +43,9 @@ def run(out, full: bool = False, seed: int = 0, progress: bool = True) -> dict:
         ax.plot(hs, [r[key] for r in rows], marker="o", label=label)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("hidden size")
-    ax.set_ylabel("entropy of paths from the feature")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("entropy of paths from the feature (nats)")
+    legend_outside(ax)
     ax.set_title("MLP on the four-feature task", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out / "mlp_hidden.png")
-    plt.close(fig)
+    save(fig, out / "mlp_hidden.png")
     return summary

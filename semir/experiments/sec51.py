@@ -12,7 +12,7 @@ from ..analysis.branch import BRANCHES, branch_records
 from ..compiler import compile
 from ..train import Adam, make_task, train
 from ..train.models import TinyTransformer
-from .common import Timer, pyplot, write
+from .common import Timer, legend_outside, pyplot, save, write
 
 FULL = {"n": 10_000, "epochs": 40, "examples": 1000}
 REDUCED = {"n": 4_000, "epochs": 25, "examples": 200}
@@ -61,13 +61,15 @@ def _plot(summary: dict, path) -> None:
     for i, b in enumerate(BRANCHES):
         axes[0].bar(x + 0.2 * i - 0.3, [summary["categories"][c][f"argmax_{b}"] for c in CATEGORIES], 0.2, label=b)
         axes[1].bar(x + 0.2 * i - 0.3, [summary["categories"][c][f"mean_value_{b}"] for c in CATEGORIES], 0.2)
-    for ax, title in zip(axes, ("share of tokens whose top path takes the branch",
-                                "mean summed max-product value per branch")):
+    for ax, title, ylabel in zip(axes, ("share of tokens whose top path takes the branch",
+                                        "mean summed max-product value per branch"),
+                                 ("fraction of tokens", "summed max-product value")):
         ax.set_xticks(x, CATEGORIES)
         ax.set_title(title, fontsize=9)
-    axes[0].legend(fontsize=8)
+        ax.set_xlabel("token category")
+        ax.set_ylabel(ylabel)
+    legend_outside(axes[1], title="branch")
     fig.suptitle(f"FirstTokenRepeatedOnce, 1-layer transformer (val acc {summary['val_accuracy']:.3f}, "
                  f"{summary['semantics']} semantics)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save(fig, path)

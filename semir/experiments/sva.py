@@ -25,7 +25,7 @@ from ..compiler import compile
 from ..errors import SemirError
 from ..train import Adam, train
 from ..train.models import LinearProbe
-from .common import Timer, pyplot, spearman, write
+from .common import Timer, pyplot, save, spearman, write
 
 # (singular, plural) nouns, each a single WordPiece of the uncased vocabulary (checked at run time)
 NOUNS = (("author", "authors"), ("pilot", "pilots"), ("surgeon", "surgeons"), ("farmer", "farmers"),
@@ -182,8 +182,12 @@ def _plot(summary: dict, layers: int, out, tag: str) -> None:
             bottom += v
         ax.set_title(cat, fontsize=10)
         ax.set_xlabel("layer")
-    axes[0].set_ylabel("fraction of tokens (argmax unit's top path)")
-    axes[0].legend(fontsize=7, ncol=2)
+        ax.set_ylabel("fraction of tokens")
+        ax.set_xticks(range(layers))
+    axes[0].set_ylabel("fraction of tokens (argmax unit's top path)", fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="branch", fontsize=8, loc="upper center", ncol=len(BRANCHES),
+               bbox_to_anchor=(0.4, 0.0))  # below the panels, outside every axes
     by = summary["entropy"]["by_attractors"]
     ks = sorted(by, key=int)
     axes[3].errorbar([int(k) for k in ks], [by[k]["entropy_mean"] for k in ks], yerr=[by[k]["entropy_sd"] for k in ks],
@@ -193,5 +197,4 @@ def _plot(summary: dict, layers: int, out, tag: str) -> None:
     axes[3].set_title(f"entropy vs attractors ({LENGTH} tokens)", fontsize=10)
     fig.suptitle(f"subject-verb agreement on MiniLM-L6, {summary['semantics']} semantics", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out / f"{tag}.png")
-    plt.close(fig)
+    save(fig, out / f"{tag}.png")

@@ -52,6 +52,10 @@ def _require(module: str, extra: str = "models"):
         raise SemirError(f"this needs the optional package {module!r}: pip install 'semir[{extra}]'") from None
 
 
+# transformers' names of the activations BERT uses -> the gelu that computes each
+_GELU = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}
+
+
 @dataclass
 class BertModel(Tokenized):
     """A BERT encoder: config, NumPy weights and tokenizer, and the IR to analyse it."""
@@ -73,6 +77,9 @@ class BertModel(Tokenized):
         config = json.loads((path / "config.json").read_text())
         if config.get("model_type") not in ("bert", None):
             raise OptionError(f"{path}: model_type {config.get('model_type')!r} is not a BERT encoder")
+        if config.get("hidden_act", "gelu") not in _GELU:
+            raise OptionError(f"{path}: hidden_act {config.get('hidden_act')!r} is not supported; valid choices: "
+                              f"{', '.join(_GELU)}")
         st = _require("safetensors.numpy")
         raw = st.load_file(str(path / "model.safetensors"))
         weights = {k.removeprefix("bert."): v for k, v in raw.items()}
@@ -99,13 +106,22 @@ class BertModel(Tokenized):
     # -- IR -------------------------------------------------------------------
 
     def program(self, readout: Any = None, position: int = 0, pool: str | None = None,
-                batch: bool = False) -> Program:
+                batch: bool = False, head: str | None = None, contrast: bool = False,
+                normalize: bool = False) -> Program:
         """The encoder with output ``readout · h_final[position]``, or with ``pool="mean"``
         ``readout · mean over tokens of h_final`` (a pooled-embedding component for a one-hot readout).
 
         The readout is an input of the program. ``readout=u`` here makes ``u`` the one that
         :meth:`inputs` feeds when it is not given one; ``inputs(ids, readout=u)`` overrides it. With
         neither, :meth:`inputs` refuses: a zero readout would make every statistic 0.
+
+        The objective around the readout (node ``objective``):
+
+        * ``head="masked_lm"``: the readout reads the masked-LM head's transform of the state (dense, the
+          activation, layernorm), where the decoder's row of a token is that token's logit (less its bias);
+        * ``contrast=True``: ``readout · x − readout_b · x``, two readouts subtracted as a network computes a
+          logit difference: each logit's paths are paths of their own;
+        * ``normalize=True``: ``readout · x / ‖x‖``, the cosine with a unit-length readout.
 
         ``batch=True``: a batch of sentences of one length (``[B, S]`` ids, fed by :meth:`batch_inputs`),
         every node with a leading batch axis, the output the sum of the sentences' outputs. No edge crosses
@@ -116,10 +132,30 @@ class BertModel(Tokenized):
             self.default_readout = self._check_readout(readout)
         if pool not in (None, "mean"):
             raise OptionError(f"unknown pooling {pool!r}; valid choices: mean")
-        key = ("readout", int(position), pool, bool(batch))
+        if head not in (None, "masked_lm"):
+            raise OptionError(f"unknown head {head!r}; valid choices: masked_lm")
+        if head and not self.has_mlm_head:
+            raise OptionError(f"{self.path}: the folder has no masked-LM head (cls.predictions.* weights, as "
+                              "BertForMaskedLM saves them)")
+        key = ("readout", int(position), pool, bool(batch), head, bool(contrast), bool(normalize))
         if key not in self._programs:
-            self._programs[key] = self._build(position, pool, batch)
+            self._programs[key] = self._build(position, pool, batch, head, contrast, normalize)
         return self._programs[key]
+
+    @property
+    def has_mlm_head(self) -> bool:
+        return "cls.predictions.transform.dense.weight" in self.weights
+
+    def mlm_rows(self, token_ids) -> tuple[np.ndarray, np.ndarray]:
+        """The masked-LM decoder's rows and biases of ``token_ids``: token t's logit is ``row_t · x + bias_t``
+        for the head's transformed state x (the rows are the word embeddings where the decoder is tied)."""
+        if not self.has_mlm_head:
+            raise OptionError(f"{self.path}: the folder has no masked-LM head")
+        w = self.weights
+        rows = w.get("cls.predictions.decoder.weight", w["embeddings.word_embeddings.weight"])
+        bias = w.get("cls.predictions.bias", w.get("cls.predictions.decoder.bias"))
+        ids = np.asarray(token_ids, dtype=np.int64)
+        return rows[ids].astype(np.float32), (bias[ids] if bias is not None else np.zeros(len(ids))).astype(np.float64)
 
     def batch_inputs(self, batch_ids, readout: Any = None) -> dict[str, np.ndarray]:
         """Inputs of ``program(batch=True)``: sentences of one length (no padding, so no masked position can
@@ -170,8 +206,10 @@ class BertModel(Tokenized):
                         f"attention_mask_{tag}": np.ones(len(ids), np.float32)})
         return out
 
-    def inputs(self, ids, readout: Any = None, mask: Any = None) -> dict[str, np.ndarray]:
-        """Everything the program takes: ids, positions, token types, mask, readout and the weights.
+    def inputs(self, ids, readout: Any = None, mask: Any = None, readout_b: Any = None,
+               head: str | None = None) -> dict[str, np.ndarray]:
+        """Everything the program takes: ids, positions, token types, mask, readout and the weights
+        (``readout_b`` for a ``contrast`` program, the head's weights with ``head="masked_lm"``).
 
         ``readout`` defaults to the one given to :meth:`program`; with neither this is an error.
         """
@@ -184,16 +222,20 @@ class BertModel(Tokenized):
                              f"({self.hidden},)) to m.program(...) or m.inputs(...): the output is u · hidden state")
         out = {"ids": ids, "positions": np.arange(S, dtype=np.int64), "token_types": np.zeros(S, np.int64),
                "attention_mask": self._check_mask(mask, S), "readout": self._check_readout(readout)}
+        if readout_b is not None:
+            out["readout_b"] = self._check_readout(readout_b, "readout_b")
         out.update(self._params())
+        if head:
+            out.update(self._head_params())
         return out
 
-    def _check_readout(self, readout: Any) -> np.ndarray:
+    def _check_readout(self, readout: Any, name: str = "readout") -> np.ndarray:
         u = np.asarray(readout)
         if u.shape != (self.hidden,) or u.dtype.kind not in "biuf":
-            raise InputError(f"readout: expected a float vector of shape ({self.hidden},), got "
+            raise InputError(f"{name}: expected a float vector of shape ({self.hidden},), got "
                              f"{u.dtype} of shape {u.shape}")
         if not np.all(np.isfinite(u)):
-            raise InputError("readout: contains NaN or inf")
+            raise InputError(f"{name}: contains NaN or inf")
         return u.astype(np.float32)
 
     def _check_ids(self, ids: Any) -> np.ndarray:
@@ -246,7 +288,18 @@ class BertModel(Tokenized):
             self._programs["_params"] = {k: v.astype(np.float32) for k, v in p.items()}
         return self._programs["_params"]
 
-    def _build(self, position: int, pool: str | None, batch: bool = False) -> Program:
+    def _gelu(self, x: Value) -> Value:
+        return B.gelu(x, approximate=_GELU[self.config.get("hidden_act", "gelu")])
+
+    def _head_params(self) -> dict[str, np.ndarray]:
+        w, pre = self.weights, "cls.predictions.transform."
+        return {"head.dense.weight": np.ascontiguousarray(w[pre + "dense.weight"].T).astype(np.float32),
+                "head.dense.bias": w[pre + "dense.bias"].astype(np.float32),
+                "head.LayerNorm.weight": w[pre + "LayerNorm.weight"].astype(np.float32),
+                "head.LayerNorm.bias": w[pre + "LayerNorm.bias"].astype(np.float32)}
+
+    def _build(self, position: int, pool: str | None, batch: bool = False, head: str | None = None,
+               contrast: bool = False, normalize: bool = False) -> Program:
         b = Builder()
         S = SymDim.make({"S": 1}, 0)
         lead = (SymDim.make({"B": 1}, 0),) if batch else ()
@@ -259,8 +312,24 @@ class BertModel(Tokenized):
             h = self._layer(b, W, S, mask_add, i, h, lead)
         final = B.mean(h, axis=-2) if pool == "mean" else (h[:, position] if batch else h[position])
         b.bind(final, "pooled" if pool == "mean" else "final")
-        readout = b.param("readout", TensorType(DType.f32, (self.hidden,)))
-        return b.finish(B.sum(final * readout), "bert", name_temporaries=True)
+        x = final
+        if head == "masked_lm":
+            Hd = {k: b.param(k, TensorType(DType.f32, v.shape)) for k, v in self._head_params().items()}
+            t = self._gelu(x @ Hd["head.dense.weight"] + Hd["head.dense.bias"])  # as the FFN's
+            x = B.layernorm(t, Hd["head.LayerNorm.weight"], Hd["head.LayerNorm.bias"],
+                            eps=float(self.config.get("layer_norm_eps", 1e-12)))
+            b.bind(x, "head.transform")
+        vec = TensorType(DType.f32, (self.hidden,))
+        out = B.sum(x * b.param("readout", vec), axis=-1)
+        if contrast:
+            b.bind(out, "objective.a")
+            other = B.sum(x * b.param("readout_b", vec), axis=-1)
+            b.bind(other, "objective.b")
+            out = out - other
+        if normalize:
+            out = out * B.rsqrt(B.sum(x * x, axis=-1))
+        b.bind(out, "objective")
+        return b.finish(B.sum(out), "bert", name_temporaries=True)
 
     def block_program(self, first: int, last: int) -> Program:
         """Layers ``first..last`` alone: input ``h_in`` [S, H] (the state entering layer ``first``), output
@@ -349,7 +418,7 @@ class BertModel(Tokenized):
         h1 = name(B.layernorm(residual, W[f"{pre}attention.output.LayerNorm.weight"],
                               W[f"{pre}attention.output.LayerNorm.bias"], eps=eps), f"{ln}.attention.output")
         b.bind(h1, f"{ln}.ffn.input")
-        inter = name(B.gelu(h1 @ W[f"{pre}intermediate.dense.weight"] + W[f"{pre}intermediate.dense.bias"]),
+        inter = name(self._gelu(h1 @ W[f"{pre}intermediate.dense.weight"] + W[f"{pre}intermediate.dense.bias"]),
                      f"{ln}.ffn.intermediate")
         out = name(inter @ W[f"{pre}output.dense.weight"] + W[f"{pre}output.dense.bias"], f"{ln}.ffn.output")
         fskip = name(B.reshape(h1, [*lead, S, H]), f"{ln}.ffn.skip")
