@@ -10,13 +10,12 @@ if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "backends")) and
     __path__.append(_root)
 
 from . import models, ops, semirings
+from ._version import __version__  # noqa: F401  (semir.__version__)
 from .compiler import compile
 from .errors import InputError, OptionError, SemirError, SourceError, TypeCheckError
 from .frontend.language import parse
 from .frontend.trace import trace
 from .ir import DType, Program, TensorType, parse_ir
-
-__version__ = "0.1.0"
 
 
 def import_onnx(path, shapes=None, output=None, readout=True):

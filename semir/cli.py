@@ -368,7 +368,7 @@ def _analyze_dataset(args) -> int:
     print(f"objective: {objective}", file=sys.stderr)
     print(f"compiling the kernels, then {len(rows)} sentences in partitions of {args.partition_size}",
           file=sys.stderr)
-    summary = dataset.run(args.model if args.workers or args.scheduler else m, rows, obj, out,
+    summary = dataset.run(args.model, rows, obj, out,
                           path_token=args.path_token, partition_size=args.partition_size,
                           batch_size=args.batch_size, backend=args.backend,
                           workers=args.workers, scheduler=args.scheduler)

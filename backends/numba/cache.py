@@ -21,7 +21,7 @@ from types import ModuleType
 import llvmlite
 import numba
 
-import semir
+from semir._version import __version__
 from semir.errors import OptionError
 
 from . import checked_cache
@@ -61,7 +61,7 @@ def generator_digest() -> str:
 def key(*parts: str) -> str:
     """Hash of the parts plus everything else that changes generated or compiled code."""
     h = hashlib.sha256()
-    for p in (*parts, semir.__version__, numba.__version__, llvmlite.__version__, cpu_target(), generator_digest()):
+    for p in (*parts, __version__, numba.__version__, llvmlite.__version__, cpu_target(), generator_digest()):
         h.update(p.encode())
         h.update(b"\0")
     return h.hexdigest()[:24]

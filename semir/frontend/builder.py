@@ -32,6 +32,8 @@ from ..ir.node import Loc, Node, Program, make_attrs
 from ..ir.ops import Op
 from ..ir.shapes import infer
 from ..ir.types import DType, TensorType
+from . import builtins, numpy_interop
+from .value import ValueBase
 
 
 @dataclass
@@ -190,42 +192,12 @@ def literal_dtype(x: Any, other: DType | None) -> DType:
     return DType.f64
 
 
-class Value:
+class Value(ValueBase):
     """A tensor being built. Python operators build IR nodes, as in the model language."""
 
-    __slots__ = ("builder", "id")
-    __array_priority__ = 1000  # keep numpy scalars from swallowing Value operators
-
-    def __init__(self, builder: Builder, nid: int):
-        self.builder, self.id = builder, nid
-
-    @property
-    def type(self) -> TensorType:
-        return self.builder.drafts[self.id].type
-
-    @property
-    def dtype(self) -> DType:
-        return self.type.dtype
-
-    @property
-    def shape(self) -> tuple:
-        return self.type.shape
-
-    @property
-    def ndim(self) -> int:
-        return self.type.rank
-
-    def __repr__(self) -> str:
-        return f"<semir.Value {self.type}>"
-
-    def __bool__(self):
-        raise TypeCheckError("a traced tensor has no truth value; use where(cond, a, b)")
-
-    __hash__ = object.__hash__
+    __slots__ = ()
 
     def _bin(self, op: str, other: Any, swap: bool = False) -> Value:
-        from . import builtins
-
         return builtins.binary(op, other, self) if swap else builtins.binary(op, self, other)
 
     def __add__(self, o): return self._bin("add", o)
@@ -252,16 +224,12 @@ class Value:
         return self
 
     def __pow__(self, p):
-        from . import builtins
-
         return builtins.power(self, p)
 
     def __rpow__(self, base):
         raise TypeCheckError("'**' needs a constant exponent; a tensor exponent is not supported")
 
     def __getitem__(self, key):
-        from . import builtins
-
         return builtins.getitem(self, key)
 
     def __abs__(self):
@@ -270,43 +238,27 @@ class Value:
     # NumPy-style methods and attributes, so traced code reads like array code.
     @property
     def T(self) -> Value:
-        from . import builtins
-
         return builtins.transpose(self)
 
     def transpose(self, *axes):
-        from . import builtins
-
         return builtins.transpose(self, list(axes[0] if len(axes) == 1 and isinstance(axes[0], list | tuple)
                                              else axes) or None)
 
     def reshape(self, *shape):
-        from . import builtins
-
         return builtins.reshape(self, list(shape[0] if len(shape) == 1 and isinstance(shape[0], list | tuple)
                                            else shape))
 
     def sum(self, axis=None, keepdims=False):
-        from . import builtins
-
         return builtins.BUILTINS["sum"](self, axis, keepdims)
 
     def mean(self, axis=None, keepdims=False):
-        from . import builtins
-
         return builtins.BUILTINS["mean"](self, axis, keepdims)
 
     def max(self, axis=None, keepdims=False):
-        from . import builtins
-
         return builtins.BUILTINS["max"](self, axis, keepdims)
 
     def __array_ufunc__(self, ufunc, method, *args, **kwargs):
-        from .numpy_interop import ufunc as apply
-
-        return apply(ufunc, method, args, kwargs)
+        return numpy_interop.ufunc(ufunc, method, args, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
-        from .numpy_interop import function as apply
-
-        return apply(func, args, kwargs)
+        return numpy_interop.function(func, args, kwargs)

@@ -20,7 +20,7 @@ from ..errors import TypeCheckError, suggest
 from ..ir.ops import Op
 from ..ir.shapes import normalize_axis, numel
 from ..ir.types import Dim, DType, SymDim
-from .builder import Value
+from .value import ValueBase as Value  # any traced tensor (the builder's Value adds operators)
 
 REQUIRED = object()
 

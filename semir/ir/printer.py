@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .node import Node, Program
 from .types import SymDim
+
+if TYPE_CHECKING:  # the printer reads nodes; node.py calls it for str(program), so no import back
+    from .node import Node, Program
 
 _PLAIN_NAME = re.compile(r"^(%\d+|[A-Za-z_]\w*(\.(?:[A-Za-z_]\w*|\d+))*)$")
 
