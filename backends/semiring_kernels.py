@@ -105,9 +105,14 @@ def _mm(Yp: np.ndarray, Wf: np.ndarray, slot: str) -> np.ndarray:
     return Yp @ Wt if slot == "a" else Wt @ Yp
 
 
-def _underflow(A: np.ndarray, lz: np.ndarray, nz: np.ndarray, slot: str) -> np.ndarray:
-    exists = _mm(np.isfinite(lz).astype(np.float64), nz, slot) > 0
-    return exists & ~(A > 1e-280)
+def _underflow(A: np.ndarray, lz: np.ndarray, W: np.ndarray, slot: str) -> np.ndarray:
+    """Where the shifted sum A underflowed although a path exists: those elements are redone edge by edge.
+    The existence GEMM runs only when some A is that small (it almost never is): one GEMM in four saved."""
+    small = ~(A > 1e-280)
+    if not small.any():
+        return small
+    exists = _mm(np.isfinite(lz).astype(np.float64), (W != 0).astype(np.float64), slot) > 0
+    return exists & small
 
 
 def _entropy_contract(Y, W, slot):
@@ -122,7 +127,7 @@ def _entropy_contract(Y, W, slot):
         logA = np.log(A)
         h = np.where(A > 0, np.maximum((C - B) / A + logA, 0.0), 0.0)  # ≥ 0; cancellation can leave -1e-14
     logz = np.where(A > 0, c + logA, -np.inf)
-    return {"logz": logz, "h": h}, _underflow(A, lz, (aw > 0).astype(np.float64), slot)
+    return {"logz": logz, "h": h}, _underflow(A, lz, W, slot)
 
 
 def _log_contract(Y, W, slot):
@@ -132,7 +137,7 @@ def _log_contract(Y, W, slot):
     A = _mm(zs, aw, slot)
     with np.errstate(divide="ignore"):
         logz = np.where(A > 0, c + np.log(A), -np.inf)
-    return {"logz": logz}, _underflow(A, lz, (aw > 0).astype(np.float64), slot)
+    return {"logz": logz}, _underflow(A, lz, W, slot)
 
 
 def _counting_contract(Y, W, slot):
@@ -208,8 +213,9 @@ def _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S, idx):
         if a[ii] == 0.0:
             continue
         xi = xhat[start + ii] / n
+        xrow = xhat[start:start + n]  # a view: an offset index keeps the loop scalar
         for jj in range(n):
-            q[jj] = abs(1.0 / n + xi * xhat[start + jj])
+            q[jj] = abs(1.0 / n + xi * xrow[jj])
         q[ii] = abs(1.0 - 1.0 / n - xi * xhat[start + ii])
         log_positive(q, lq, n)
         ai = a[ii]
@@ -312,10 +318,9 @@ def _gemms(name: str, contract):
 # candidate is max(w·hi, w·lo) and the worst min(w·hi, w·lo), so the inner loop has no sign branch;
 # strict comparisons keep the first n, i.e. the lowest edge, as ⊕ does. The k loop vectorises only as
 # written: the max as a compare and select (Numba's max() lowers to a form LLVM leaves scalar) and the
-# slots' pointers int32, as wide as the float32 values (int64 slots halve the lanes): 9.8 G edges/s on
-# one Zen 5 core against 1.9 for max()/min() with int64 slots (benchmarks/bench_mp_kernels.py).
+# slots' pointers int32, as wide as the float32 values (int64 slots halve the lanes).
 _MP_MATMUL = """
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")  # Python's error model keeps LLVM from vectorising the k loop (2x)
 def _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, Bt, bt0, a_off, y_off, M, K, N, base, b, m,
             bh, bl, eh, el):
     # bh/bl/eh/el: this thread's best hi/lo and their n, one slot per k; the k loop vectorises
@@ -326,10 +331,12 @@ def _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, Bt, bt0, a_off, y_off,
         if vh == -np.inf:
             continue
         vl = V_lo[yo + n]
-        row = bt0 + n * K
+        # a view of the row, not Bt[bt0 + n*K + k]: with a runtime offset in the index LLVM left the loop
+        # scalar (2.4 against 10.4 G edges/s)
+        brow = Bt[bt0 + n * K:bt0 + n * K + K]
         nn = np.int32(n)
         for k in range(K):
-            w = Bt[row + k]
+            w = brow[k]
             p = w * vh
             q = w * vl
             ch = p if p > q else q
@@ -422,9 +429,10 @@ def _mp_ln_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, xhat, inv, gamma, n
         gi = gamma[ii] * inv[r]
         xi = xhat[i]
         ni = np.int32(ii)
+        xrow = xhat[start:start + n]  # a view: an offset index keeps the loop scalar (see the matmul)
         for jj in range(n):
             d = 1.0 if ii == jj else 0.0
-            w = xhat.dtype.type(gi * (d - 1.0 / n - xi * (xhat[start + jj] / n)))  # rounded as the reference
+            w = xhat.dtype.type(gi * (d - 1.0 / n - xi * (xrow[jj] / n)))  # rounded as the reference
             p = w * vh
             q = w * vl
             ch = p if p > q else q  # as in the matmul: selects and int32 slots vectorise
