@@ -63,7 +63,7 @@ def test_check_ir_compile(capsys):
     code, out, _ = run(capsys, "check", str(EXAMPLES / "transformer_layer.semir"))
     assert code == 0 and "ok" in out
     code, out, _ = run(capsys, "ir", FIG1, "--after", "all")
-    assert code == 0 and out.count("// ---- after") == 6
+    assert code == 0 and out.count("// ---- after") == 7
     code, out, _ = run(capsys, "ir", FIG1, "--after", "fold")
     assert code == 0 and out.startswith("func f(")
     code, out, _ = run(capsys, "ir", str(EXAMPLES / "transformer_layer.semir"), "--granularity", "decomposed",

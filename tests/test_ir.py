@@ -142,7 +142,38 @@ def test_fold_and_dce():
 def test_after_pass_dump():
     seen = []
     optimize(semir.load(EXAMPLES / "mlp.semir"), on_pass=lambda n, p: seen.append(n))
-    assert seen == ["verify", "toposort", "fold", "cse", "dce", "verify"]
+    assert seen == ["verify", "toposort", "fold", "cse", "dce", "fuse", "verify"]
+
+
+def test_fusion_is_a_pass_the_generators_read(capsys):
+    from semir.backends.numba.codegen import analyse
+    from semir.cli import main
+
+    prog = semir.load(EXAMPLES / "transformer_layer.semir")
+    opt = optimize(prog)
+    # by hand: the residual adds with their projections' bias adds, the FFN bias add with its gelu
+    assert opt.fused == (("attention", "%15"), ("%17", "%18"), ("ffn", "%20"))
+    assert semir.parse_ir(str(opt)) == opt  # printed as `fuse a, b` and read back
+    a = analyse(opt, ("h",))
+    by_root = {g[-1]: g for g in a.groups}
+    for group in opt.fused:
+        assert [opt.nodes[k].name for k in by_root[opt.nodes.index(opt.by_name[group[-1]])]] == list(group)
+    assert all(len(g) == 1 for g in a.groups if opt.nodes[g[-1]].name not in {g2[-1] for g2 in opt.fused})
+    assert main(["ir", str(EXAMPLES / "transformer_layer.semir"), "--after", "fuse"]) == 0
+    assert "  fuse ffn, %20" in capsys.readouterr().out
+    # a pipeline run again on fused IR regroups what its passes leave, never keeps stale groups
+    assert optimize(opt) == opt
+
+
+def test_a_fused_group_from_text_is_checked():
+    good = "func f(x: f64) -> f64 {\n  a: f64 = exp(x)\n  b: f64 = neg(a)\n  fuse a, b\n  return b\n}"
+    assert semir.parse_ir(good).fused == (("a", "b"),)
+    for bad, why in ((good.replace("return b", "c: f64 = add(a, b)\n  return c"), "read outside the group"),
+                     (good.replace("fuse a, b", "fuse x, b"), "not an elementwise node"),
+                     (good.replace("fuse a, b", "fuse b"), "two or more"),
+                     (good.replace("fuse a, b", "fuse a, b\n  fuse a, b"), "in two groups")):
+        with pytest.raises(semir.TypeCheckError, match=why):
+            semir.parse_ir(bad)
 
 
 def test_toposort_orders_hand_written_ir():

@@ -40,6 +40,21 @@ def test_bin_count_ones_and_four_features():
         make_task("Nope")
 
 
+def test_the_loss_program_is_the_logits_program_and_four_nodes():
+    from semir.train.models import LinearProbe
+
+    got = cross_entropy_program(LinearProbe(8, 3).logits_program())
+    assert got == semir.parse_ir("""func probe(x: f32[B, 8], w: f32[8, 3], b: f32[3], labels: f32[B, 3]) -> f32 {
+  %0: f32[B, 3] = matmul(x, w)
+  output: f32[B, 3] = add(%0, b)
+  loss.logp: f32[B, 3] = log_softmax(output, axis=1)
+  loss.picked: f32[B, 3] = mul(loss.logp, labels)
+  loss.total: f32 = sum(loss.picked, axes=[0, 1])
+  loss: f32 = neg(loss.total)
+  return loss
+}""")
+
+
 def test_cross_entropy_gradient_closed_form():
     # d/dlogits of mean CE = (softmax - onehot) / B, so d/db2 is its column sum and d/dw2 = hidden^T (...)
     m = MLP(4, 5, classes=3, seed=0)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from semir.ir.node import Node, Program
 from semir.ir.ops import ELEMENTWISE, Op
+from semir.passes.fuse import fusion_groups
 
 from ..semiring_kernels import kernels_for
 from .templates import JIT
@@ -115,7 +116,6 @@ class Analysis:
 
 def analyse(prog: Program, wrt: tuple[str, ...]) -> Analysis:
     index = {n.name: k for k, n in enumerate(prog.nodes)}
-    users = prog.users()
     # Adjoint pruning: only nodes on a path from a wrt node to the output.
     reach_out = {prog.output}
     for n in reversed(prog.nodes):
@@ -126,32 +126,11 @@ def analyse(prog: Program, wrt: tuple[str, ...]) -> Analysis:
         if any(i in from_wrt for i in n.inputs) and n.op is not Op.detach:
             from_wrt.add(n.name)
     needed = {n.name for n in prog.nodes if n.name in reach_out and n.name in from_wrt and n.type.dtype.is_float}
-    # Groups depend on the program only (the forward module is shared by every wrt set): every member's
-    # state is materialised, so a wrt node inside a group is still observable.
-    keep = {prog.output}
-    groups: list[list[int]] = []
-    group_of: dict[int, int] = {}
-    for k in range(len(prog.nodes) - 1, -1, -1):
-        n = prog.nodes[k]
-        if n.op not in ELEMENTWISE or k in group_of:
-            continue
-        members = {k}
-        work = [k]
-        while work:
-            m = prog.nodes[work.pop()]
-            for name in m.inputs:
-                u = index[name]
-                un = prog.nodes[u]
-                if (u in members or u in group_of or un.op not in ELEMENTWISE or un.type.shape != n.type.shape
-                        or un.name in keep or not all(index[x] in members for x in users[un.name])):
-                    continue
-                members.add(u)
-                work.append(u)
-        gid = len(groups)
-        groups.append(sorted(members))
-        for m in members:
-            group_of[m] = gid
-    groups.reverse()
+    # The fuse pass's groups (semir ir --after fuse); a program that skipped the pipeline gets them here
+    multi = {g[-1]: [index[name] for name in g] for g in prog.fused or fusion_groups(prog)}
+    members = {m for g in multi.values() for m in g}
+    groups = [multi.get(n.name, [k]) for k, n in enumerate(prog.nodes)
+              if n.op in ELEMENTWISE and k not in members or n.name in multi]  # the rest: one node each
     group_of = {m: g for g, ms in enumerate(groups) for m in ms}
     return Analysis(prog, index, needed, groups, group_of)
 

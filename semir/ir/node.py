@@ -77,12 +77,15 @@ class Program:
     ``nodes`` starts with the ``input`` nodes in signature order. ``aliases``
     maps extra names (``y = x`` bindings, calls returning a named value) to
     node names so that analyses can select nodes by every name the user wrote.
+    ``fused`` holds the groups of the ``fuse`` pass (elementwise nodes computed
+    in one kernel, root last); it changes no value.
     """
 
     name: str
     nodes: tuple[Node, ...]
     output: str
     aliases: tuple[tuple[str, str], ...] = ()
+    fused: tuple[tuple[str, ...], ...] = ()
 
     @cached_property
     def by_name(self) -> dict[str, Node]:

@@ -61,6 +61,8 @@ def format_program(p: Program, locations: bool = False) -> str:
             lines.append("  " + format_node(n, locations))
     for alias, target in p.aliases:
         lines.append(f"  alias {format_name(alias)} = {format_name(target)}")
+    for group in p.fused:
+        lines.append("  fuse " + ", ".join(format_name(n) for n in group))
     lines.append(f"  return {format_name(p.output)}")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -103,6 +103,7 @@ def parse_ir(text: str, file: str = "<ir>") -> Program:
         raise SourceError("empty IR text", file)
     nodes: list[Node] = []
     aliases: list[tuple[str, str]] = []
+    fused: list[tuple[str, ...]] = []
     lineno, head = lines[0]
     ln = _Line(head, lineno, file, text)
     ln.expect("func")
@@ -126,6 +127,16 @@ def parse_ir(text: str, file: str = "<ir>") -> Program:
         if ln.peek("return "):
             ln.expect("return")
             output = ln.name()
+            continue
+        if ln.peek("fuse "):
+            ln.expect("fuse")
+            group = [ln.name()]
+            while ln.peek(","):
+                ln.expect(",")
+                group.append(ln.name())
+            if not ln.done():
+                raise ln.error("unexpected text after the fused group")
+            fused.append(tuple(group))
             continue
         if ln.peek("alias "):
             ln.expect("alias")
@@ -172,7 +183,7 @@ def parse_ir(text: str, file: str = "<ir>") -> Program:
         nodes.append(Node(nname, op, ntype, tuple(inputs), tuple(sorted(attrs)), loc))
     if output is None:
         raise SourceError("missing 'return'", file, lines[-1][0], 1, text)
-    prog = Program(name, tuple(nodes), output, tuple(aliases))
+    prog = Program(name, tuple(nodes), output, tuple(aliases), tuple(fused))
     from ..passes.verify import verify
 
     verify(prog)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from ..errors import unknown
 from ..ir.node import Program
-from . import brunoflow, decompose, simplify, verify  # noqa: F401  (register passes)
+from . import brunoflow, decompose, fuse, simplify, verify  # noqa: F401  (register passes)
 from .base import PassContext, get_pass
 
 GRANULARITIES = ("op", "decomposed")
@@ -21,7 +21,7 @@ def pipeline(granularity: str = "op", semantics: str = "exact") -> tuple[str, ..
             "brunoflow_lower", "toposort",  # softmax and layernorm as brunoflow composes them
             "fold",
             # no cse: brunoflow combines max-product per consumer, so merging two equal nodes could change it
-            "dce", "verify",
+            "dce", "fuse", "verify",
         )
     return (
         "verify",      # the frontend's output is well formed
@@ -30,6 +30,7 @@ def pipeline(granularity: str = "op", semantics: str = "exact") -> tuple[str, ..
         "fold",        # scalar constant arithmetic
         "cse",         # merge duplicate temporaries
         "dce",         # drop what cannot reach the output
+        "fuse",        # group elementwise nodes into the generators' kernels (changes no node)
         "verify",      # and check that nothing broke
     )
 
@@ -40,6 +41,8 @@ def optimize(prog: Program, keep: tuple[str, ...] = (), granularity: str = "op",
     """Run the pipeline; ``on_pass(name, program)`` sees the IR after each pass (``semir ir --after``)."""
     ctx = PassContext(keep=tuple(keep))
     for name in passes if passes is not None else pipeline(granularity, semantics):
+        if prog.fused and name not in ("fuse", "verify"):  # groups describe the nodes they were made for
+            prog = prog.replace(fused=())
         prog = get_pass(name)(prog, ctx)
         if on_pass is not None:
             on_pass(name, prog)

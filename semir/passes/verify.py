@@ -7,6 +7,7 @@ from ..ir.node import Node, Program
 from ..ir.ops import Op
 from ..ir.shapes import infer
 from .base import PassContext, register
+from .fuse import check_groups
 
 ARITY = {Op.input: 0, Op.const: 0, Op.where: 3, Op.layernorm: 3, Op.matmul: 2, Op.take: 2}
 
@@ -53,6 +54,7 @@ def verify(prog: Program) -> None:
             raise TypeCheckError(f"alias {alias!r} shadows a node of the same name")
         if prog.resolve(target) not in defined:
             raise TypeCheckError(f"alias {alias!r} refers to undefined {target!r}")
+    check_groups(prog)
 
 
 def _check_acyclic(prog: Program, defined: dict[str, Node]) -> None:

@@ -11,8 +11,10 @@ import numpy as np
 
 from ..compiler import compile
 from ..errors import InputError, OptionError
-from ..ir.node import Program
-from ..ir.reader import parse_ir
+from ..ir.node import Node, Program, make_attrs
+from ..ir.ops import Op
+from ..ir.types import TensorType
+from ..passes.verify import verify
 from ..progress import Progress
 from .optim import Adam
 
@@ -27,15 +29,18 @@ def cross_entropy_program(prog: Program, labels: str = "labels") -> Program:
                           f"{out.type}")
     if labels in prog:
         raise OptionError(f"the program already has a node named {labels!r}; pass labels=<another name>")
-    text = str(prog).rstrip().splitlines()
-    head, body, ret = text[0], text[1:-2], text[-2]
-    t, dt = str(out.type), out.type.dtype.value
-    head = head[:head.rindex(") ->")] + f", {labels}: {t}) -> {dt} {{"
-    x = ret.split()[-1]
-    body += [f"  loss.logp: {t} = log_softmax({x}, axis=1)", f"  loss.picked: {t} = mul(loss.logp, {labels})",
-             f"  loss.total: {dt} = sum(loss.picked, axes=[0, 1])", f"  loss: {dt} = neg(loss.total)",
-             "  return loss", "}"]
-    return parse_ir("\n".join([head, *body]))
+    t = out.type
+    scalar = TensorType(t.dtype, ())
+    inputs = [n for n in prog.nodes if n.op is Op.input]
+    body = [n for n in prog.nodes if n.op is not Op.input]
+    loss = [Node("loss.logp", Op.log_softmax, t, (out.name,), make_attrs(axis=1)),
+            Node("loss.picked", Op.mul, t, ("loss.logp", labels)),
+            Node("loss.total", Op.sum, scalar, ("loss.picked",), make_attrs(axes=(0, 1))),
+            Node("loss", Op.neg, scalar, ("loss.total",))]
+    # built as IR (the labels a new input after the others), then checked as any program is
+    extended = Program(prog.name, (*inputs, Node(labels, Op.input, t), *body, *loss), "loss", prog.aliases)
+    verify(extended)
+    return extended
 
 
 def _as_data(prog: Program, params: dict, data: Any) -> dict[str, np.ndarray]:

@@ -1,0 +1,68 @@
+"""``fuse``: which elementwise nodes the code generators compute in one kernel.
+
+A group is an elementwise node (its root) with the elementwise operands of the same shape that nothing
+outside the group reads, transitively. The pass changes no node: it records the groups on the program
+(``Program.fused``, printed as ``fuse a, b, c``), and the Numba and CUDA generators read them. The groups
+depend on the program only, so one forward module serves every ``wrt`` set; every member's state is still
+materialised, so a ``wrt`` node inside a group stays observable.
+"""
+
+from __future__ import annotations
+
+from ..errors import TypeCheckError
+from ..ir.node import Program
+from ..ir.ops import ELEMENTWISE
+from .base import PassContext, register
+
+
+def fusion_groups(prog: Program) -> tuple[tuple[str, ...], ...]:
+    """The groups of two or more nodes, in program order, each in program order (its root last). Every other
+    elementwise node is a kernel of its own."""
+    index = {n.name: k for k, n in enumerate(prog.nodes)}
+    users = prog.users()
+    taken: set[int] = set()
+    groups: list[list[int]] = []
+    for k in range(len(prog.nodes) - 1, -1, -1):  # roots first: a node joins the group of its last reader
+        n = prog.nodes[k]
+        if n.op not in ELEMENTWISE or k in taken:
+            continue
+        members, work = {k}, [k]
+        while work:
+            for name in prog.nodes[work.pop()].inputs:
+                u = index[name]
+                un = prog.nodes[u]
+                if (u in members or u in taken or un.op not in ELEMENTWISE or un.type.shape != n.type.shape
+                        or un.name == prog.output or not all(index[x] in members for x in users[un.name])):
+                    continue
+                members.add(u)
+                work.append(u)
+        taken |= members
+        groups.append(sorted(members))
+    return tuple(tuple(prog.nodes[m].name for m in g) for g in reversed(groups) if len(g) > 1)
+
+
+def check_groups(prog: Program) -> None:
+    """Refuse groups a generator would compute wrongly (from IR text, say): unknown or non-elementwise
+    members, mixed shapes, a node in two groups, or a member other than the root read outside its group."""
+    users = prog.users()
+    seen: set[str] = set()
+    for group in prog.fused:
+        root = prog.by_name.get(group[-1]) if group else None
+        if root is None or root.op not in ELEMENTWISE or len(group) < 2:
+            raise TypeCheckError(f"fuse {', '.join(group)}: a group is two or more elementwise nodes, its root last")
+        for name in group:
+            n = prog.by_name.get(name)
+            if n is None or n.op not in ELEMENTWISE or n.type.shape != root.type.shape:
+                raise TypeCheckError(f"fuse {', '.join(group)}: {name!r} is not an elementwise node of the "
+                                     f"root's shape {root.type.shape}")
+            if name in seen:
+                raise TypeCheckError(f"fuse: {name!r} is in two groups")
+            seen.add(name)
+            if name != root.name and (name == prog.output or not set(users[name]) <= set(group)):
+                raise TypeCheckError(f"fuse {', '.join(group)}: {name!r} is read outside the group")
+
+
+@register("fuse")
+def fuse_pass(prog: Program, ctx: PassContext) -> Program:
+    """Group elementwise nodes into the kernels the code generators emit (no node changes)."""
+    return prog.replace(fused=fusion_groups(prog))
