@@ -147,6 +147,7 @@ def test_after_pass_dump():
 
 def test_fusion_is_a_pass_the_generators_read(capsys):
     from semir.backends.numba.codegen import analyse
+
     from semir.cli import main
 
     prog = semir.load(EXAMPLES / "transformer_layer.semir")

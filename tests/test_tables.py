@@ -2,10 +2,10 @@
 
 from semir.backends.cuda import codegen as cuda_codegen
 from semir.backends.numba import codegen as numba_codegen
-from semir.backends.reference.eval_rules import EVAL_RULES
 from semir.backends.reference.jacobian import JACOBIAN
 
 from semir.frontend.builtins import BUILTINS
+from semir.ir.eval_rules import EVAL_RULES
 from semir.ir.ops import ELEMENTWISE, GROUPS, Op
 from semir.ir.shapes import SHAPE_RULES
 

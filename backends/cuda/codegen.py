@@ -18,7 +18,15 @@ Numba backend (sizes, index maps, pointer bases), shared so pointers mean the sa
 from __future__ import annotations
 
 from semir.backends.numba.codegen import ARG_EXPR as CPU_ARGS
-from semir.backends.numba.codegen import Analysis, _Fn, analyse, arg_expr, edge_expr, group_backward, group_forward
+from semir.backends.numba.codegen import (
+    Analysis,
+    KernelArgs,
+    analyse,
+    arg_expr,
+    edge_expr,
+    group_backward,
+    group_forward,
+)
 
 from semir.ir.node import Program
 from semir.ir.ops import ELEMENTWISE, Op
@@ -33,7 +41,7 @@ def broadcast_backward(a: Analysis, k: int, slot: int, fields: list[str]) -> tup
     """Edges from member ``k`` into its broadcast operand ``slot``: one thread per operand element."""
     gid = a.group_of[k]
     u = a.index[a.prog.nodes[k].inputs[slot]]
-    fn = _Fn()
+    fn = KernelArgs()
     n = fn.arg("usize", u)
     ptr, idx = fn.arg("csr_ptr", (gid, u)), fn.arg("csr_idx", (gid, u))
     cond, weight = edge_expr(a, fn, k, slot)

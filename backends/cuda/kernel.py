@@ -50,7 +50,8 @@ class DevicePlan:
 
     def __init__(self, prog: Program, a: cpu_codegen.Analysis, plan: Plan, sr: Semiring, fdt: np.dtype):
         from numba import cuda
-        from semir.backends.reference.jacobian import _rows
+
+        from semir.ir.index_maps import row_index as _rows
 
         up = cuda.to_device
         T = launch.TILE  # forward contractions

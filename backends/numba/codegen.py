@@ -137,7 +137,7 @@ def analyse(prog: Program, wrt: tuple[str, ...]) -> Analysis:
 
 # -- fused elementwise kernels ---------------------------------------------
 
-class _Fn:
+class KernelArgs:
     """Builds one kernel's text with positional argument names, so equal structures dedupe."""
 
     def __init__(self):
@@ -160,7 +160,7 @@ def operand_mode(src: Node, size_node: Node) -> str:
     return "map"
 
 
-def _read(a: Analysis, fn: _Fn, name: str, members: set[int], root: Node, gid: int) -> str:
+def _read(a: Analysis, fn: KernelArgs, name: str, members: set[int], root: Node, gid: int) -> str:
     src = a.prog.by_name[name]
     k = a.index[name]
     if src.op is Op.const:
@@ -176,7 +176,7 @@ def _read(a: Analysis, fn: _Fn, name: str, members: set[int], root: Node, gid: i
     return f"{arr}[{fn.arg('map', (gid, k))}[i]]"
 
 
-def _index_of(a: Analysis, fn: _Fn, name: str, members: set[int], root: Node, gid: int) -> str:
+def _index_of(a: Analysis, fn: KernelArgs, name: str, members: set[int], root: Node, gid: int) -> str:
     k = a.index[name]
     if k in members:
         return "i"
@@ -194,7 +194,7 @@ def group_forward(a: Analysis, gid: int, target: str = "cpu") -> tuple[str, list
     members = a.groups[gid]
     mset = set(members)
     root = a.prog.nodes[members[-1]]
-    fn = _Fn()
+    fn = KernelArgs()
     n_arg = fn.arg("size", gid)
     body = []
     local = {}
@@ -207,7 +207,7 @@ def group_forward(a: Analysis, gid: int, target: str = "cpu") -> tuple[str, list
     return _finish(fn, [LOOP[target].format(n=n_arg)] + body, target)
 
 
-def edge_expr(a: Analysis, fn: _Fn, k: int, slot: int) -> tuple[str | None, str]:
+def edge_expr(a: Analysis, fn: KernelArgs, k: int, slot: int) -> tuple[str | None, str]:
     """(condition or None, weight) of the edges of operand ``slot`` of group member ``k``, at element ``i``."""
     gid = a.group_of[k]
     mset = set(a.groups[gid])
@@ -234,7 +234,7 @@ def group_backward(a: Analysis, gid: int, fields: list[str], target: str = "cpu"
     members = a.groups[gid]
     mset = set(members)
     root = a.prog.nodes[members[-1]]
-    fn = _Fn()
+    fn = KernelArgs()
     n_arg = fn.arg("size", gid)
     body = []
     for k in reversed(members):
@@ -264,7 +264,7 @@ def group_backward(a: Analysis, gid: int, fields: list[str], target: str = "cpu"
     return _finish(fn, [LOOP[target].format(n=n_arg)] + body, target)
 
 
-def _finish(fn: _Fn, lines: list[str], target: str) -> tuple[str, list]:
+def _finish(fn: KernelArgs, lines: list[str], target: str) -> tuple[str, list]:
     params = ", ".join(f"p{i}" for i in range(len(fn.args)))
     text = f"{DECORATOR[target]}\ndef {{name}}({params}):\n" + "\n".join(lines) + "\n"
     return text, fn.args
@@ -272,7 +272,7 @@ def _finish(fn: _Fn, lines: list[str], target: str) -> tuple[str, list]:
 
 # -- the module ---------------------------------------------------------------
 
-# How a kernel argument of each kind is spelled in the generated orchestration code (``key`` from _Fn.arg).
+# How a kernel argument of each kind is spelled in the generated orchestration code (``key`` from KernelArgs.arg).
 ARG_EXPR = {"size": "plan.group_size[{key}]", "val": "V[{key}]", "out": "V[{key}]", "map": "plan.bmap[{key}]",
             "D": "D[{key[0]}][{key[1]!r}]", "base": "plan.base[{key[0]}][{key[1]}]"}
 

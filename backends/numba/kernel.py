@@ -37,7 +37,9 @@ class Plan:
     """
 
     def __init__(self, prog: Program, a: codegen.Analysis, env: dict[str, int], sr: Semiring, fdt: np.dtype):
-        from semir.backends.reference.jacobian import _bcast, _reduce_map, _rows
+        from semir.ir.index_maps import broadcast_index as _bcast
+        from semir.ir.index_maps import reduce_index as _reduce_map
+        from semir.ir.index_maps import row_index as _rows
 
         self.prog, self.env, self.gemm = prog, env, kernels_for(sr).gemm
         self.index = a.index
@@ -74,7 +76,7 @@ class Plan:
             ins = [self.shape[a.index[i]] for i in n.inputs]
             at = self.attrs[k]
             if n.op in (Op.transpose, Op.reshape, Op.index):
-                from semir.backends.reference.eval_rules import evaluate
+                from semir.ir.eval_rules import evaluate
 
                 src = np.arange(self.size[a.index[n.inputs[0]]]).reshape(ins[0])
                 self.map[k] = [np.ascontiguousarray(evaluate(n.op, [src], at, np.int64)).ravel()]
@@ -128,7 +130,7 @@ class Plan:
     # -- forward of non-elementwise ops: NumPy/BLAS, the reference rules ----
 
     def evaluate(self, k: int, V: list) -> np.ndarray:
-        from semir.backends.reference.eval_rules import evaluate, layernorm_parts
+        from semir.ir.eval_rules import evaluate, layernorm_parts
 
         n = self.prog.nodes[k]
         at = self.attrs[k]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from semir.errors import InputError, SemirError
+from semir.ir.eval_rules import evaluate
 from semir.ir.node import Program
 from semir.ir.ops import Op
 from semir.results import Result
@@ -25,7 +26,6 @@ from semir.semirings import Semiring
 from semir.semirings.base import State, take
 
 from . import brunoflow as bf_rule
-from .eval_rules import evaluate
 from .jacobian import Edges, local_edges
 
 

@@ -19,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from semir.ir.eval_rules import GELU_TANH_C, SQRT_2_OVER_PI, index_key, layernorm_parts
+from semir.ir.index_maps import broadcast_index as _bcast
+from semir.ir.index_maps import reduce_index as _reduce_map
+from semir.ir.index_maps import row_index as _rows
 from semir.ir.ops import Op
-
-from .eval_rules import GELU_TANH_C, SQRT_2_OVER_PI, index_key, layernorm_parts
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,6 @@ class Edges:
 JacobianRule = Callable[[list[np.ndarray], np.ndarray, dict[str, Any]], list[Edges | None]]
 
 
-def _bcast(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> np.ndarray:
-    """For each output element, the flat index of the operand element it reads under broadcasting."""
-    n = int(np.prod(shape, dtype=np.int64))
-    return np.broadcast_to(np.arange(n).reshape(shape), out_shape).ravel()
 
 
 def _elementwise(derivs: Callable[[list[np.ndarray], np.ndarray, dict], list]) -> JacobianRule:
@@ -93,7 +91,7 @@ def _gelu_d(x, out, a):
         t = np.tanh(u)
         d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * GELU_TANH_C * x * x)
     else:
-        from .eval_rules import erf
+        from semir.ir.eval_rules import erf
 
         d = 0.5 * (1 + erf(x / math.sqrt(2))) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
     return d.astype(dt)
@@ -123,11 +121,6 @@ def _none(xs, out, a):
 
 # -- reductions ---------------------------------------------------------------
 
-def _reduce_map(x: np.ndarray, axes) -> np.ndarray:
-    """For each input element, the flat index of the output element it is reduced into."""
-    kshape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
-    n = int(np.prod(kshape, dtype=np.int64))
-    return np.broadcast_to(np.arange(n).reshape(kshape), x.shape).ravel()
 
 
 def _sum_like(scale: bool) -> JacobianRule:
@@ -140,12 +133,6 @@ def _sum_like(scale: bool) -> JacobianRule:
     return rule
 
 
-def _rows(x: np.ndarray, axes) -> np.ndarray:
-    """Flat indices of x arranged as [groups, group size], the group axes last."""
-    keep = [i for i in range(x.ndim) if i not in axes]
-    idx = np.arange(x.size).reshape(x.shape).transpose(keep + list(axes))
-    size = int(np.prod([x.shape[i] for i in axes], dtype=np.int64))
-    return idx.reshape(-1, size)
 
 
 def _max_rule(xs, out, a):

@@ -85,7 +85,7 @@ def _value(*xs: Any) -> Value | None:
 
 
 def _literal_eval(op: Op, args: list, **attrs: Any) -> Any:
-    from semir.backends.reference.eval_rules import EVAL_RULES
+    from ..ir.eval_rules import EVAL_RULES
 
     with np.errstate(all="ignore"):
         out = EVAL_RULES[op]([np.asarray(a) for a in args], attrs)

@@ -45,7 +45,7 @@ def toposort(prog: Program, ctx: PassContext) -> Program:
 @register("fold")
 def fold(prog: Program, ctx: PassContext) -> Program:
     """Evaluate scalar nodes whose operands are all constants into constants."""
-    from semir.backends.reference.eval_rules import evaluate
+    from ..ir.eval_rules import evaluate
 
     keep = _kept(prog, ctx)
     values: dict[str, object] = {}

@@ -217,10 +217,16 @@ class Oracle:
     """Scalar gradient graph of one program on one input, with explicit path enumeration."""
 
     def __init__(self, prog: Program, inputs: dict[str, Any], max_paths: int = 200_000):
-        from semir.backends.reference.backend import forward
+        from semir.ir.eval_rules import evaluate
 
+        # forward values from the ops' own rules (semir.ir), not from a backend
         arrays, env = bind_inputs(prog, inputs)
-        self.prog, self.values = prog, forward(prog, arrays, env)
+        values = dict(arrays)
+        for n in prog.nodes:
+            if n.op.value != "input":
+                values[n.name] = evaluate(n.op, [values[i] for i in n.inputs], bind_attrs(n.attr_dict, env),
+                                          n.type.dtype.numpy)
+        self.prog, self.values = prog, values
         self.out_edges: dict[tuple[str, int], list[tuple[str, int, float]]] = defaultdict(list)
         for n in prog.nodes:
             xs = [self.values[i] for i in n.inputs]
