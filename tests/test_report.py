@@ -141,14 +141,13 @@ def _render(html_file: Path, shot: Path):
 def test_the_report_renders_in_chromium(runs, tmp_path, which):
     out = tmp_path / f"report-{which}.html"
     r = semir.analysis.report(runs / which, out)
-    want = report_module.describe(r.data)
     shots = Path(os.environ.get("SEMIR_ARTIFACTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     drawn = _render(out, shots / f"report-{which}.png")
-    assert drawn["semir-summary"]["traces"] == want["semir-summary"]
+    assert drawn["semir-summary"]["traces"] == len(report_module.BRANCHES) + 1  # four branches, the entropy
     n = len(r.data.sentences)
     sent = drawn["semir-sentences"]
-    assert sent["traces"] == want["semir-sentences"] and sent["buttons"] == [n]
+    assert sent["traces"] == report_module.TRACES_PER_SENTENCE * n and sent["buttons"] == [n]
     assert sent["visible"] == report_module.TRACES_PER_SENTENCE  # one sentence at a time
     first = r.data.sentences[0]
     text = set(sent["svgText"])

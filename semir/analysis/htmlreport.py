@@ -21,7 +21,6 @@ import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -418,8 +417,3 @@ th{{text-align:left;padding-right:1em;font-weight:600}} td,th{{padding:2px 6px;f
         r.save(out)
     return r
 
-
-def describe(data: Data) -> dict[str, Any]:
-    """What the report should show, for tests: figure ids and their trace counts, and every token."""
-    return {"semir-summary": len(BRANCHES) + 1, "semir-sentences": TRACES_PER_SENTENCE * len(data.sentences),
-            "tokens": sorted({w for s in data.sentences for w in s.tokens})}

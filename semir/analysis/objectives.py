@@ -73,7 +73,7 @@ class Objective:
         if self.readout_b is not None:
             ins["readout_b"] = self.readout_b
         if self.head:
-            ins.update(model._head_params())
+            ins.update(model.head_params())
         return ins
 
     def position_of(self, ids: np.ndarray) -> int:
@@ -97,7 +97,7 @@ class Objective:
 
 
 def from_vector(model, u, position: int = 0, description: str | None = None) -> Objective:
-    u = model._check_readout(u)
+    u = model.check_readout(u)
     return Objective("readout", description or f"u · the final hidden state at position {position}, u given",
                      u, position=position)
 

@@ -129,7 +129,7 @@ class BertModel(Tokenized):
         term, and every semiring's states of sentence ``b`` are ``[b]`` of the batched ones.
         """
         if readout is not None:
-            self.default_readout = self._check_readout(readout)
+            self.default_readout = self.check_readout(readout)
         if pool not in (None, "mean"):
             raise OptionError(f"unknown pooling {pool!r}; valid choices: mean")
         if head not in (None, "masked_lm"):
@@ -221,15 +221,15 @@ class BertModel(Tokenized):
             raise InputError("readout: no readout vector; pass readout=u (shape "
                              f"({self.hidden},)) to m.program(...) or m.inputs(...): the output is u · hidden state")
         out = {"ids": ids, "positions": np.arange(S, dtype=np.int64), "token_types": np.zeros(S, np.int64),
-               "attention_mask": self._check_mask(mask, S), "readout": self._check_readout(readout)}
+               "attention_mask": self._check_mask(mask, S), "readout": self.check_readout(readout)}
         if readout_b is not None:
-            out["readout_b"] = self._check_readout(readout_b, "readout_b")
+            out["readout_b"] = self.check_readout(readout_b, "readout_b")
         out.update(self._params())
         if head:
-            out.update(self._head_params())
+            out.update(self.head_params())
         return out
 
-    def _check_readout(self, readout: Any, name: str = "readout") -> np.ndarray:
+    def check_readout(self, readout: Any, name: str = "readout") -> np.ndarray:
         u = np.asarray(readout)
         if u.shape != (self.hidden,) or u.dtype.kind not in "biuf":
             raise InputError(f"{name}: expected a float vector of shape ({self.hidden},), got "
@@ -291,7 +291,7 @@ class BertModel(Tokenized):
     def _gelu(self, x: Value) -> Value:
         return B.gelu(x, approximate=_GELU[self.config.get("hidden_act", "gelu")])
 
-    def _head_params(self) -> dict[str, np.ndarray]:
+    def head_params(self) -> dict[str, np.ndarray]:
         w, pre = self.weights, "cls.predictions.transform."
         return {"head.dense.weight": np.ascontiguousarray(w[pre + "dense.weight"].T).astype(np.float32),
                 "head.dense.bias": w[pre + "dense.bias"].astype(np.float32),
@@ -314,7 +314,7 @@ class BertModel(Tokenized):
         b.bind(final, "pooled" if pool == "mean" else "final")
         x = final
         if head == "masked_lm":
-            Hd = {k: b.param(k, TensorType(DType.f32, v.shape)) for k, v in self._head_params().items()}
+            Hd = {k: b.param(k, TensorType(DType.f32, v.shape)) for k, v in self.head_params().items()}
             t = self._gelu(x @ Hd["head.dense.weight"] + Hd["head.dense.bias"])  # as the FFN's
             x = B.layernorm(t, Hd["head.LayerNorm.weight"], Hd["head.LayerNorm.bias"],
                             eps=float(self.config.get("layer_norm_eps", 1e-12)))
