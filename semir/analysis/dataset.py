@@ -108,16 +108,22 @@ _MODELS: dict[str, Any] = {}
 
 
 class _Example:
-    """Sentence ``k`` of a batched result, as the per-sentence analyses read a result."""
+    """Sentence ``k`` of a batched result, as the per-sentence analyses read a result. ``cache`` is shared by
+    the batch's sentences: each lookup runs once over the whole batch, not once per sentence."""
 
-    def __init__(self, r, k: int):
-        self.r, self.k = r, k
+    def __init__(self, r, k: int, cache: dict):
+        self.r, self.k, self.cache = r, k, cache
+
+    def _batch(self, key: tuple, fn) -> np.ndarray:
+        if key not in self.cache:
+            self.cache[key] = fn()
+        return self.cache[key][self.k]
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return self.r[name][self.k]
+        return self._batch(("value", name), lambda: self.r[name])
 
     def next_nodes(self, name: str, component: Any = None) -> np.ndarray:
-        return self.r.next_nodes(name, component)[self.k]
+        return self._batch(("next", name, component), lambda: self.r.next_nodes(name, component))
 
 
 class _Analyzer:
@@ -160,6 +166,7 @@ class _Analyzer:
         best, ent, grad = kbest(**ins), kent(**ins), kgrad(**ins)["embeddings"]
         state = ent.aggregate_state("embeddings", -1)
         h = ent.semiring.finalize(state)
+        shared: dict = {}
         out = []
         for k, (sid, text, ids) in enumerate(group):
             tokens = m.tokens(ids)
@@ -169,7 +176,7 @@ class _Analyzer:
                 for stat, v in (("entropy", h[k, t]), ("log_z", state["logz"][k, t]),
                                 ("grad_norm", np.linalg.norm(grad[k, t]))):
                     rows.append(_row(base, tokens, t, None, stat, v))
-            for rec in branch_records(_Example(best, k), m.layers, tokens):
+            for rec in branch_records(_Example(best, k, shared), m.layers, tokens):
                 p, layer = rec["position"], rec["layer"]
                 rows.append(_row(base, tokens, p, layer, "argmax_value", rec["argmax_value"], rec["argmax_branch"]))
                 rows += [_row(base, tokens, p, layer, b, rec[b]) for b in BRANCH_STATS]
