@@ -2,11 +2,12 @@
 threading layer, each configuration in a fresh process.
 
     python benchmarks/bench_threads.py                 # omp and workqueue, with and without `import torch`
-    python benchmarks/bench_threads.py --layers omp
+    python benchmarks/bench_threads.py --layers omp tbb   # tbb: pip install "semir[tbb]"
     taskset -c 0 python benchmarks/bench_threads.py --threads 1 --layers omp --without-torch   # one core
 
 Numba's omp layer shares the OpenMP runtime that torch initialises; the workqueue layer does not, but it is
-not thread-safe (concurrent kernel calls abort the process), so it cannot be semir's default.
+not thread-safe (concurrent kernel calls abort the process), so it cannot be semir's default. TBB is both
+thread-safe and independent of OpenMP.
 """
 
 from __future__ import annotations

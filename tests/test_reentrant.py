@@ -4,8 +4,11 @@ Per-call data (take's gather maps, layernorm statistics, max's argmax choices) m
 with the kernel's shared per-shape plan.
 """
 
+import os
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,6 +64,26 @@ def test_concurrent_calls_equal_serial(semiring):
         _race(one, jobs, serial)
     finally:
         sys.setswitchinterval(old)
+    if os.environ.get("SEMIR_EXPECT_LAYER"):  # set by the test below, in its own process
+        import numba
+
+        assert numba.threading_layer() == os.environ["SEMIR_EXPECT_LAYER"]
+
+
+def test_the_tbb_layer_loads_from_the_wheel_and_is_reentrant():
+    """NUMBA_THREADING_LAYER=tbb with the PyPI tbb wheel (pip install "semir[tbb]"): semir loads the wheel's
+    libtbb, which the dynamic loader would not find, and the kernels stay re-entrant on it."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        distribution("tbb")  # the wheel ships libraries only; the test extra installs it
+    except PackageNotFoundError:
+        pytest.skip("pip install tbb (the test extra installs it)")
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "tbb", "SEMIR_EXPECT_LAYER": "tbb"}
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+                        f"{__file__}::test_concurrent_calls_equal_serial"], env=env, capture_output=True, text=True,
+                       cwd=Path(__file__).parent)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
 
 
 def _race(one, jobs, serial):

@@ -7,6 +7,10 @@ import os
 # that. It must be set before Numba starts its thread pool; a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from .threads import preload_tbb  # noqa: E402
+
+preload_tbb()
+
 from .kernel import NumbaKernel, compile_numba  # noqa: E402
 
 __all__ = ["NumbaKernel", "compile_numba"]
