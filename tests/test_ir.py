@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, random_inputs
+from conftest import EXAMPLES, compare, compare_paths, random_inputs
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -164,6 +164,22 @@ def test_fusion_is_a_pass_the_generators_read(capsys):
     assert "  fuse ffn, %20" in capsys.readouterr().out
     # a pipeline run again on fused IR regroups what its passes leave, never keeps stale groups
     assert optimize(opt) == opt
+
+
+def test_fused_groups_are_bounded_and_change_no_result():
+    from semir.passes.fuse import MAX_MEMBERS
+
+    n = 100  # 200 elementwise nodes in one chain: one group without the bound
+    src = ["def f(x: f64, w: f64) -> f64 {", "  h0 = x"] + [f"  h{i + 1} = tanh(w * h{i})" for i in range(n)]
+    prog = semir.parse("\n".join(src + [f"  return h{n}", "}"]))
+    opt = optimize(prog)
+    sizes = [len(g) for g in opt.fused]
+    assert max(sizes) == MAX_MEMBERS and sum(sizes) == 2 * n  # every node of the chain in a bounded group
+    ins = {"x": 0.5, "w": -0.9}
+    ref = semir.compile(prog, "max_product", backend="reference", wrt=["x", "w"])(**ins)
+    got = semir.compile(prog, "max_product", backend="numba", wrt=["x", "w"])(**ins)
+    compare(got, ref, "max_product", rtol=1e-9, atol=1e-12)  # products associate per group: ulps apart
+    compare_paths(got, ref, "max_product", {})
 
 
 def test_a_fused_group_from_text_is_checked():
