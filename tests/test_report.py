@@ -81,7 +81,20 @@ def test_the_report_command_and_its_errors(runs, tmp_path, capsys):
     (tmp_path / "old" / "analysis.json").write_text("[]")
     assert main(["report", str(tmp_path / "old"), "--out", str(tmp_path / "r.html")]) == 2
     assert "rerun 'semir analyze --out'" in capsys.readouterr().err
+    (tmp_path / "old" / "analysis.json").write_text('{"sentences": [{"sentence": "x"}]}')
+    assert main(["report", str(tmp_path / "old"), "--out", str(tmp_path / "r.html")]) == 2
+    assert "incomplete" in capsys.readouterr().err
     assert main(["report", str(runs / "run"), "--out", str(tmp_path / "r.html"), "--max-sentences", "0"]) == 2
+    # a data-set run of an older version, without the paths as data: refused with a clear message
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    shutil.copytree(runs / "run", tmp_path / "v1")
+    for f in (tmp_path / "v1").glob("sentences-*.parquet"):
+        pq.write_table(pq.read_table(f).drop_columns(["path_layers"]), f)
+    assert main(["report", str(tmp_path / "v1"), "--out", str(tmp_path / "r.html")]) == 2
+    assert "older semir" in capsys.readouterr().err
 
 
 def test_the_analyze_figures_are_readable(runs, tmp_path, figures_are_checked):

@@ -75,8 +75,12 @@ def load(source: str | Path, max_sentences: int = 50) -> Data:
         raise InputError(f"{p}: cannot read it ({e})") from None
     if not isinstance(doc, dict) or "sentences" not in doc:
         raise InputError(f"{p}: not an analysis written by this version of semir (rerun 'semir analyze --out')")
-    sentences = [_from_doc(d) for d in doc["sentences"]]
-    rows = [r for d in doc["sentences"] for r in _rows(d)]
+    try:
+        sentences = [_from_doc(d) for d in doc["sentences"]]
+        rows = [r for d in doc["sentences"] for r in _rows(d)]
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise InputError(f"{p}: a sentence record is incomplete ({type(e).__name__}: {e}); rerun "
+                         "'semir analyze --out'") from None
     meta = {k: doc.get(k) for k in ("model", "objective", "semantics", "date")}
     return Data(meta, sentences[:max_sentences], rows, len(sentences))
 
@@ -108,8 +112,14 @@ def _rows(d: dict) -> list[dict]:
 def _from_dataset(d: Path, max_sentences: int) -> Data:
     from .dataset import read_results
 
-    run = json.loads((d / "run.json").read_text())
+    try:
+        run = json.loads((d / "run.json").read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{d / 'run.json'}: cannot read it ({e})") from None
     tokens, sents = read_results(d)
+    if "path_layers" not in sents.column_names:
+        raise InputError(f"{d}: written by an older semir (no path_layers); rerun 'semir analyze --dataset' into a "
+                         "new --out")
     rows = tokens.to_pylist()
     by_id: dict[str, list[dict]] = {}
     for r in rows:
