@@ -41,6 +41,7 @@ class Kernels:
     layernorm: str | None = None
     softmax: str | None = None
     gemm: tuple[Callable, Callable] | None = None
+    prelude: str = ""  # module-level source placed before ``acc`` (user-defined semirings import their functions)
 
 
 def _linear_gemm(U, V, other, ao, bo, yo, M, K, N, slot):
@@ -724,5 +725,11 @@ def acc(U_b, j, V_b, i, w, e):
 
 
 def kernels_for(sr: Semiring) -> Kernels | None:
-    """The semiring's kernels (``topk:K`` share one entry), or None: then it runs on the reference backend."""
+    """The semiring's kernels (``topk:K`` share one entry), or None: then it runs on the reference backend.
+    A user-defined semiring's ``acc`` calls its own functions, compiled by Numba (``user_semiring.py``)."""
+    if sr.scalar is not None:
+        from .user_semiring import acc_source, token
+
+        prelude, acc = acc_source(token(sr.scalar))
+        return Kernels(acc=acc, prelude=prelude)
     return KERNELS.get(sr.name.split(":")[0])

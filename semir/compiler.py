@@ -12,7 +12,7 @@ from .passes.pipeline import GRANULARITIES
 from .semirings import Semiring
 from .semirings import get as get_semiring
 
-DEFAULT_BACKEND = "numba"  # semirings without Numba kernels (user-defined ones) fall back to "reference"
+DEFAULT_BACKEND = "numba"
 
 
 def _reference(prog, sr, wrt, granularity, **opts):
@@ -37,6 +37,9 @@ def _numba(prog, sr, wrt, granularity, **opts):
 
 
 def _cuda(prog, sr, wrt, granularity, **opts):
+    if sr.scalar is not None:
+        raise OptionError(f"semiring {sr.name!r} is user-defined: it runs on backend 'numba' (its functions "
+                          "compiled by Numba) or 'reference', not 'cuda'")
     if not _has_kernels(sr):
         raise OptionError(f"semiring {sr.name!r} has no generated kernels (user-defined from scalar functions); "
                           "use backend='reference'")

@@ -50,12 +50,12 @@ def generator_digest() -> str:
     """Hash of the code that writes generated modules, so that changing it never reuses stale files."""
     from semir.semirings import base, builtin
 
-    from .. import semiring_kernels
+    from .. import semiring_kernels, user_semiring
     from . import codegen, prelude, templates
 
     h = hashlib.sha256()
     # semiring_kernels: its snippets (row reductions, matmul and layernorm rows) reach generated modules too
-    for mod in (codegen, templates, prelude, semiring_kernels, builtin, base):
+    for mod in (codegen, templates, prelude, semiring_kernels, user_semiring, builtin, base):
         h.update(Path(mod.__file__).read_bytes())
     return h.hexdigest()
 

@@ -191,6 +191,10 @@ class NumbaKernel:
         self.granularity, self.allow_nonfinite = granularity, allow_nonfinite
         self.float_dtype = _float_dtype(prog)
         self.analysis = codegen.analyse(prog, wrt)
+        if semiring.scalar is not None:  # user-defined: compile its functions first, refusing what Numba cannot
+            from ..user_semiring import check
+
+            check(semiring, self.float_dtype)
         sr_source = templates.instantiate(semiring)
         self.sr_name = f"semir_sr_{cache.key(sr_source)}"
         self.sr, _ = cache.load(self.sr_name, lambda: sr_source)

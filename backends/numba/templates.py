@@ -213,7 +213,7 @@ def instantiate(semiring) -> str:
     fields = [f.name for f in semiring.fields]
     U = ", ".join(f"U_{f}" for f in fields)
     V = ", ".join(f"V_{f}" for f in fields)
-    acc = "\n\n" + JIT + "\n" + k.acc.strip() + "\n"
+    acc = ("\n\n" + k.prelude if k.prelude else "") + "\n\n" + JIT + "\n" + k.acc.strip() + "\n"
     matmul = MATMUL.format(U=U, V=V)
     if k.matmul:  # the semiring's own slot-A contraction replaces the generic one
         matmul = "\n\n" + k.matmul.strip() + "\n" + matmul[_start(matmul, "matmul_bwd_b"):]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import OptionError, unknown
-from .base import EDGE_END, EDGE_NONE, Field, Semiring, State
+from .base import EDGE_END, EDGE_NONE, Field, ScalarFunctions, Semiring, State
 from .builtin import BUILTIN, topk
 
 _REGISTRY: dict[str, Semiring] = dict(BUILTIN)
@@ -54,8 +54,11 @@ def from_scalar(name: str, zero: float, one: float, plus: Callable[[float, float
                 finalize: Callable[[float], float] = lambda x: x) -> Semiring:
     """A semiring over real numbers from scalar Python functions.
 
-    It runs on the reference backend (its functions are vectorised with
-    ``numpy.frompyfunc``, so it is slow but exact to its definition)::
+    It runs on the reference backend (its functions vectorised with
+    ``numpy.frompyfunc``: slow, but exact to its definition) and on the Numba
+    backend, which compiles the functions with Numba; a function Numba cannot
+    compile is refused there with the reason. Every value is rounded to the
+    program's float dtype after each ⊕, ⊗ and lift, on both backends::
 
         tropical = semir.semirings.from_scalar("min_plus_log", np.inf, 0.0, min,
                                                lambda a, b: a + b, lambda w: -np.log(abs(w)))
@@ -73,7 +76,9 @@ def from_scalar(name: str, zero: float, one: float, plus: Callable[[float, float
         lift=lambda w: {"v": li(np.asarray(w))},
         finalize=lambda s: fi(s["v"]),
         description=f"user-defined semiring {name!r}",
+        scalar=ScalarFunctions(zero, one, plus, times, lift, finalize),
     )
 
 
-__all__ = ["EDGE_END", "EDGE_NONE", "Field", "Semiring", "State", "from_scalar", "get", "names", "register"]
+__all__ = ["EDGE_END", "EDGE_NONE", "Field", "ScalarFunctions", "Semiring", "State", "from_scalar", "get", "names",
+           "register"]

@@ -36,6 +36,19 @@ class Field:
 
 
 @dataclass(frozen=True)
+class ScalarFunctions:
+    """A one-field semiring over real numbers as scalar functions: ⊕ ``plus(a, b)``, ⊗ ``times(a, b)``,
+    ``lift(w)`` (the element of an edge of weight ``w``), ``finalize(x)`` (the reported value)."""
+
+    zero: float
+    one: float
+    plus: Callable[[float, float], float]
+    times: Callable[[float, float], float]
+    lift: Callable[[float], float]
+    finalize: Callable[[float], float]
+
+
+@dataclass(frozen=True)
 class Semiring:
     """A semiring given by vectorised functions over states.
 
@@ -70,6 +83,9 @@ class Semiring:
     # boolean), or "nan" (max, sort and log of NaN or inf depend on evaluation order, so every reported
     # value is NaN and paths are refused: the one policy on every backend).
     nonfinite: str = "nan"
+    # A semiring made by ``from_scalar``: its scalar definitions, which a code-generating backend compiles
+    # (the vectorised functions above are built from them for the reference backend).
+    scalar: ScalarFunctions | None = None
 
     @property
     def selective(self) -> bool:
