@@ -29,7 +29,7 @@ from semir.backends.numba.codegen import (
 )
 
 from semir.ir.node import Program
-from semir.ir.ops import ELEMENTWISE, Op
+from semir.ir.ops import STRUCTURED, Op
 
 # The CPU spelling of kernel arguments, with values, states and broadcast maps held by the device plan G.
 ARGS = {**CPU_ARGS, "val": "G.V[{key}]", "out": "G.V[{key}]", "map": "G.bmap[{key}]",
@@ -62,13 +62,9 @@ def _in(n, s: int) -> str:
     return f"G.V[plan.index[{n.inputs[s]!r}]]"
 
 
-def _unreachable(*args):
-    raise AssertionError("fused groups handle elementwise ops; inputs and constants need no launch")
-
-
+# Both launch tables are keyed by the structured ops (semir.ir.ops.STRUCTURED): fused groups launch every
+# elementwise op; inputs are copied in and constants filled once when the device plan is built.
 FORWARD = {
-    Op.input: lambda k, n: "",
-    Op.const: lambda k, n: "",  # filled once when the device plan is built
     Op.sum: lambda k, n: f"FK.reduce_rows[B(plan.size[{k}]), TPB](G.V[{k}], {_in(n, 0)}, G.rows[{k}], 1.0)",
     Op.mean: lambda k, n: f"FK.reduce_rows[B(plan.size[{k}]), TPB](G.V[{k}], {_in(n, 0)}, G.rows[{k}], "
                           f"plan.scale[{k}])",
@@ -88,7 +84,6 @@ FORWARD = {
     Op.concat: lambda k, n: "\n    ".join(
         f"FK.gather_part[B(plan.size[{k}]), TPB](G.V[{k}], {_in(n, s)}, G.map[{k}][{s}])"
         for s in range(len(n.inputs))),
-    **{op: _unreachable for op in ELEMENTWISE},
 }
 
 
@@ -117,8 +112,6 @@ def _scatter(k, s, u, n):
 
 
 BACKWARD = {
-    Op.input: _unreachable,
-    Op.const: _unreachable,
     Op.sum: lambda k, s, u, n: _bwd("bwd_reduce", f"B(plan.size[{u}])", k, u, f"G.outmap[{k}]", "1.0",
                                     f"plan.base[{k}][{s}]"),
     Op.mean: lambda k, s, u, n: _bwd("bwd_reduce", f"B(plan.size[{u}])", k, u, f"G.outmap[{k}]",
@@ -137,7 +130,6 @@ BACKWARD = {
     Op.concat: _scatter,
     Op.take: lambda k, s, u, n: (_bwd("bwd_csr", f"B(plan.size[{u}])", k, u, f"*G.take[{k}][1:]",
                                       f"plan.base[{k}][{s}]") if s == 0 else ""),
-    **{op: _unreachable for op in ELEMENTWISE},
 }
 
 
@@ -162,9 +154,8 @@ def generate(prog: Program, wrt: tuple[str, ...], semiring, sr_module: str) -> t
                 text, args = group_forward(a, gid, "cuda")
                 fwd.append(f"    {launch(kernel(text, 'fused_fwd'), args, f'B(plan.group_size[{gid}])')}")
             continue
-        line = FORWARD[n.op](k, n)
-        if line:
-            fwd.append(f"    {line}  # {n.name} = {n.op.value}")
+        if n.op in STRUCTURED:
+            fwd.append(f"    {FORWARD[n.op](k, n)}  # {n.name} = {n.op.value}")
 
     seen: set[int] = set()
     for k in range(len(prog.nodes) - 1, -1, -1):

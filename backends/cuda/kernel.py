@@ -13,8 +13,9 @@ from semir.backends.numba import codegen as cpu_codegen
 from semir.backends.numba.kernel import Plan, build_result
 
 from semir.errors import InputError, OptionError
+from semir.ir.index_maps import row_index
 from semir.ir.node import Program
-from semir.ir.ops import Op
+from semir.ir.ops import STRUCTURED, Op
 from semir.runtime import bind_inputs
 from semir.semirings import Semiring
 
@@ -51,11 +52,7 @@ class DevicePlan:
     def __init__(self, prog: Program, a: cpu_codegen.Analysis, plan: Plan, sr: Semiring, fdt: np.dtype):
         from numba import cuda
 
-        from semir.ir.index_maps import row_index as _rows
-
         up = cuda.to_device
-        T = launch.TILE  # forward contractions
-        Tb = launch.tile_for(sr, fdt)  # backward contractions: the semiring's carriers share the block
         self.V = []
         for k, n in enumerate(prog.nodes):
             if n.op is Op.const:
@@ -80,32 +77,77 @@ class DevicePlan:
         self.map = {k: [up(np.ascontiguousarray(m, dtype=np.int64)) for m in ms] for k, ms in plan.map.items()}
         self.rows, self.outmap, self.aux, self.nrows, self.colcsr, self.take = {}, {}, {}, {}, {}, {}
         self.mm, self.mm_grid, self.mm_groups, self.mm_bwd_grid = {}, {}, {}, {}
+        self.fdt, self.tiles = fdt, (launch.TILE, launch.tile_for(sr, fdt))  # forward, backward contractions
         for k, n in enumerate(prog.nodes):
-            if n.op in (Op.sum, Op.mean, Op.max):
-                src = plan.shape[plan.index[n.inputs[0]]]
-                self.rows[k] = up(np.ascontiguousarray(_rows(np.empty(src), plan.attrs[k]["axes"]), dtype=np.int64))
-            if n.op in (Op.sum, Op.mean):
-                self.outmap[k] = up(np.ascontiguousarray(plan.outmap[k], dtype=np.int64))
-            elif n.op is Op.max:
-                self.aux[k] = cuda.device_array(plan.size[k], dtype=np.int64)
-            elif n.op in (Op.softmax, Op.log_softmax):
-                outer, _, inner = plan.rowsplit[k]
-                self.nrows[k] = outer * inner
-            elif n.op is Op.layernorm:
-                self.aux[k] = (cuda.device_array(plan.size[k], dtype=fdt), cuda.device_array(plan.rows[k], dtype=fdt))
-                self.colcsr[k] = tuple(up(x) for x in _csr(plan.colmap[k], plan.n[k]))
-            elif n.op is Op.take:
-                self.take[k] = (cuda.device_array(plan.size[k], dtype=np.int64),
-                                cuda.device_array(plan.size[plan.index[n.inputs[0]]] + 1, dtype=np.int64),
-                                cuda.device_array(plan.size[k], dtype=np.int64))
-            elif n.op is Op.matmul:
-                a_off, b_off, y_off, M, K, N = plan.mm[k]
-                self.mm[k] = (up(a_off), up(b_off), up(y_off))
-                self.mm_grid[k] = (-(-N // T), -(-M // T), len(y_off))
-                ga, gb = _groups(a_off), _groups(b_off)
-                self.mm_groups[k] = (tuple(up(x) for x in ga), tuple(up(x) for x in gb))
-                self.mm_bwd_grid[k] = ((-(-K // Tb), -(-M // Tb), len(ga[0]) - 1),
-                                       (-(-N // Tb), -(-K // Tb), len(gb[0]) - 1))
+            if n.op in STRUCTURED:
+                DEVICE_DATA[n.op](self, k, n, plan)
+
+
+# -- device data per structured op (beside the host plan's tables) -----------------------------------------
+
+def _up(x):
+    from numba import cuda
+
+    return cuda.to_device(np.ascontiguousarray(x))
+
+
+def _empty(size, dtype):
+    from numba import cuda
+
+    return cuda.device_array(size, dtype=dtype)
+
+
+def _reduce_rows(G: DevicePlan, k: int, n, plan: Plan) -> None:
+    src = plan.shape[plan.index[n.inputs[0]]]
+    G.rows[k] = _up(np.asarray(row_index(np.empty(src), plan.attrs[k]["axes"]), dtype=np.int64))
+
+
+def _reduce_data(G: DevicePlan, k: int, n, plan: Plan) -> None:
+    _reduce_rows(G, k, n, plan)
+    G.outmap[k] = _up(np.asarray(plan.outmap[k], dtype=np.int64))
+
+
+def _max_data(G: DevicePlan, k: int, n, plan: Plan) -> None:
+    _reduce_rows(G, k, n, plan)
+    G.aux[k] = _empty(plan.size[k], np.int64)  # the argmax of each output element, written by the forward
+
+
+def _softmax_data(G: DevicePlan, k: int, n, plan: Plan) -> None:
+    outer, _, inner = plan.rowsplit[k]
+    G.nrows[k] = outer * inner
+
+
+def _layernorm_data(G: DevicePlan, k: int, n, plan: Plan) -> None:
+    G.aux[k] = (_empty(plan.size[k], G.fdt), _empty(plan.rows[k], G.fdt))  # xhat and 1/σ, per call
+    G.colcsr[k] = tuple(_up(x) for x in _csr(plan.colmap[k], plan.n[k]))
+
+
+def _take_data(G: DevicePlan, k: int, n, plan: Plan) -> None:
+    G.take[k] = (_empty(plan.size[k], np.int64), _empty(plan.size[plan.index[n.inputs[0]]] + 1, np.int64),
+                 _empty(plan.size[k], np.int64))  # gather map and its CSR inverse, from each call's ids
+
+
+def _matmul_data(G: DevicePlan, k: int, n, plan: Plan) -> None:
+    a_off, b_off, y_off, M, K, N = plan.mm[k]
+    T, Tb = G.tiles
+    G.mm[k] = (_up(a_off), _up(b_off), _up(y_off))
+    G.mm_grid[k] = (-(-N // T), -(-M // T), len(y_off))
+    ga, gb = _groups(a_off), _groups(b_off)
+    G.mm_groups[k] = (tuple(_up(x) for x in ga), tuple(_up(x) for x in gb))
+    G.mm_bwd_grid[k] = ((-(-K // Tb), -(-M // Tb), len(ga[0]) - 1), (-(-N // Tb), -(-K // Tb), len(gb[0]) - 1))
+
+
+def _movement_data(G: DevicePlan, k: int, n, plan: Plan) -> None:
+    """Nothing beyond ``G.map``: the host plan's movement maps are uploaded for every op that has one."""
+
+
+DEVICE_DATA = {
+    Op.sum: _reduce_data, Op.mean: _reduce_data, Op.max: _max_data,
+    Op.softmax: _softmax_data, Op.log_softmax: _softmax_data, Op.layernorm: _layernorm_data,
+    Op.matmul: _matmul_data,
+    Op.transpose: _movement_data, Op.reshape: _movement_data, Op.index: _movement_data, Op.concat: _movement_data,
+    Op.take: _take_data,
+}
 
 
 class CudaKernel:

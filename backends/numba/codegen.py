@@ -94,13 +94,24 @@ EDGES: dict[Op, list] = {
 }
 
 
-def _fmt(template: str, node: Node, args: list[str], out: str = "") -> str:
+# Emit variants keyed by (op, attribute, value): they replace the op's FWD and/or EDGES entry for such a node.
+VARIANTS: dict[tuple[Op, str, object], dict[str, object]] = {
+    (Op.gelu, "approximate", "tanh"): {"fwd": "P.gelu_tanh({0})", "edges": [(None, "P.gelu_tanh_d({0})")]},
+    (Op.pow, "exponent", 0): {"edges": [(None, "0.0")]},  # x ** 0 is 1: d/dx is 0, also at x = 0 (not 0 * 0 ** -1)
+}
+
+
+def _rules(node: Node, which: str):
+    """The node's FWD template ("fwd") or EDGES list ("edges"), with its emit variant if one applies."""
     attrs = node.attr_dict
-    if node.op is Op.gelu and attrs.get("approximate") == "tanh":
-        template = template.replace("P.gelu(", "P.gelu_tanh(").replace("P.gelu_d(", "P.gelu_tanh_d(")
-    if node.op is Op.pow and attrs["exponent"] == 0:
-        template = template.replace("({exponent} * {0} ** ({exponent} - 1))", "0.0")
-    return template.format(*args, out=out, exponent=repr(attrs.get("exponent")))
+    for (op, attr, value), variant in VARIANTS.items():
+        if node.op is op and attrs.get(attr) == value and which in variant:
+            return variant[which]
+    return (FWD if which == "fwd" else EDGES)[node.op]
+
+
+def _fmt(template: str, node: Node, args: list[str], out: str = "") -> str:
+    return template.format(*args, out=out, exponent=repr(node.attr_dict.get("exponent")))
 
 
 # -- analysis -----------------------------------------------------------------
@@ -201,7 +212,7 @@ def group_forward(a: Analysis, gid: int, target: str = "cpu") -> tuple[str, list
     for pos, k in enumerate(members):
         node = a.prog.nodes[k]
         args = [local.get(a.index[i]) or _read(a, fn, i, mset, root, gid) for i in node.inputs]
-        body.append(f"        t{pos} = {_rounded(_fmt(FWD[node.op], node, args), node)}")
+        body.append(f"        t{pos} = {_rounded(_fmt(_rules(node, 'fwd'), node, args), node)}")
         body.append(f"        {fn.arg('out', k)}[i] = t{pos}")
         local[k] = f"t{pos}"
     return _finish(fn, [LOOP[target].format(n=n_arg)] + body, target)
@@ -215,7 +226,7 @@ def edge_expr(a: Analysis, fn: KernelArgs, k: int, slot: int) -> tuple[str | Non
     node = a.prog.nodes[k]
     args = [_read(a, fn, i, mset, root, gid) for i in node.inputs]
     out = f"{fn.arg('val', k)}[i]"
-    cond, weight = EDGES[node.op][slot]
+    cond, weight = _rules(node, "edges")[slot]
     return (_fmt(cond, node, args, out) if cond else None), _rounded(_fmt(weight, node, args, out), node)
 
 
@@ -241,7 +252,7 @@ def group_backward(a: Analysis, gid: int, fields: list[str], target: str = "cpu"
         node = a.prog.nodes[k]
         if node.name not in a.needed:
             continue
-        for slot, (name, edge) in enumerate(zip(node.inputs, EDGES[node.op])):
+        for slot, (name, edge) in enumerate(zip(node.inputs, _rules(node, "edges"))):
             if edge is None or name not in a.needed:
                 continue
             u = a.index[name]
@@ -387,13 +398,9 @@ def _layernorm(k, slot, u, n, sr):
     return _call("bwd_map1", u, k, f"plan.colmap[{k}]", base)
 
 
-def _unreachable(k, slot, u, n, sr):
-    raise AssertionError(f"{n.op} has no backward rule here")
-
-
+# Keyed by the structured ops (semir.ir.ops.STRUCTURED): fused groups handle every elementwise op, and sources
+# have no operands.
 BACKWARD = {
-    Op.input: _unreachable,
-    Op.const: _unreachable,
     Op.sum: lambda k, s, u, n, sr: _call("bwd_reduce", u, k, f"plan.outmap[{k}]", "1.0", f"plan.base[{k}][{s}]"),
     Op.mean: lambda k, s, u, n, sr: _call("bwd_reduce", u, k, f"plan.outmap[{k}]", f"plan.scale[{k}]",
                                           f"plan.base[{k}][{s}]"),
@@ -409,6 +416,5 @@ BACKWARD = {
     Op.index: lambda k, s, u, n, sr: _call("bwd_map1", u, k, f"plan.map[{k}][{s}]", f"plan.base[{k}][{s}]"),
     Op.concat: lambda k, s, u, n, sr: _call("bwd_map1", u, k, f"plan.map[{k}][{s}]", f"plan.base[{k}][{s}]"),
     Op.take: lambda k, s, u, n, sr: (_call("bwd_map1", u, k, f"plan.aux[{k}]", f"plan.base[{k}][{s}]")
-                                     if s == 0 else ""),
-    **{op: _unreachable for op in ELEMENTWISE},  # fused groups handle every elementwise op
+                                     if s == 0 else ""),  # the ids (slot 1) are integers: no edge
 }

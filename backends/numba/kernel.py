@@ -10,8 +10,11 @@ from typing import Any
 import numpy as np
 
 from semir.errors import InputError
+from semir.ir.eval_rules import evaluate as evaluate_op
+from semir.ir.eval_rules import layernorm_parts
+from semir.ir.index_maps import broadcast_index, reduce_index, row_index
 from semir.ir.node import Program
-from semir.ir.ops import Op
+from semir.ir.ops import STRUCTURED, Op
 from semir.results import Result
 from semir.runtime import bind_attrs, bind_inputs
 from semir.semirings import Semiring
@@ -37,10 +40,6 @@ class Plan:
     """
 
     def __init__(self, prog: Program, a: codegen.Analysis, env: dict[str, int], sr: Semiring, fdt: np.dtype):
-        from semir.ir.index_maps import broadcast_index as _bcast
-        from semir.ir.index_maps import reduce_index as _reduce_map
-        from semir.ir.index_maps import row_index as _rows
-
         self.prog, self.env, self.gemm = prog, env, kernels_for(sr).gemm
         self.index = a.index
         self.shape = [tuple(int(d) for d in n.type.bind(env).shape) for n in prog.nodes]
@@ -57,7 +56,7 @@ class Plan:
                     # the generated kernel reads a map wherever the operand's *declared* shape broadcasts,
                     # also when its dims bind to 1
                     if u not in members and codegen.operand_mode(prog.nodes[u], prog.nodes[root]) == "map":
-                        self.bmap[(gid, u)] = _bcast(self.shape[u], self.shape[root])
+                        self.bmap[(gid, u)] = broadcast_index(self.shape[u], self.shape[root])
         # Pointer bases: (consumer, slot) in program order, each as wide as the consumer's output.
         self.base: list[list[int]] = []
         self._bases: list[tuple[int, int, int]] = []
@@ -73,37 +72,8 @@ class Plan:
         self.outmap, self.scale, self.rowsplit, self.rows, self.n, self.colmap = {}, {}, {}, {}, {}, {}
         self.mm, self.mm_shapes, self.shared, self.sel_rows = {}, {}, {}, {}
         for k, n in enumerate(prog.nodes):
-            ins = [self.shape[a.index[i]] for i in n.inputs]
-            at = self.attrs[k]
-            if n.op in (Op.transpose, Op.reshape, Op.index):
-                from semir.ir.eval_rules import evaluate
-
-                src = np.arange(self.size[a.index[n.inputs[0]]]).reshape(ins[0])
-                self.map[k] = [np.ascontiguousarray(evaluate(n.op, [src], at, np.int64)).ravel()]
-            elif n.op is Op.concat:
-                maps = []
-                for s in range(len(ins)):
-                    parts = [np.arange(int(np.prod(sh))).reshape(sh) if i == s else np.full(sh, -1)
-                             for i, sh in enumerate(ins)]
-                    maps.append(np.concatenate(parts, axis=at["axis"]).ravel())
-                self.map[k] = maps
-            elif n.op in (Op.sum, Op.mean):
-                self.outmap[k] = np.ascontiguousarray(_reduce_map(np.empty(ins[0]), at["axes"]))
-                count = int(np.prod([ins[0][i] for i in at["axes"]], dtype=np.int64))
-                self.scale[k] = 1.0 / max(count, 1)
-            elif n.op is Op.max:
-                self.sel_rows[k] = _rows(np.empty(ins[0]), at["axes"])
-            elif n.op in (Op.softmax, Op.log_softmax):
-                sh, ax = ins[0], at["axis"]
-                self.rowsplit[k] = (int(np.prod(sh[:ax], dtype=np.int64)), sh[ax],
-                                    int(np.prod(sh[ax + 1:], dtype=np.int64)))
-            elif n.op is Op.layernorm:
-                width = ins[0][-1]
-                self.n[k] = width
-                self.rows[k] = self.size[k] // max(width, 1)
-                self.colmap[k] = np.ascontiguousarray(np.arange(self.size[k]) % max(width, 1))
-            elif n.op is Op.matmul:
-                self._matmul_plan(k, ins)
+            if n.op in STRUCTURED:
+                PLAN_DATA[n.op](self, k, [self.shape[a.index[i]] for i in n.inputs], self.attrs[k])
         self.aux: dict[int, Any] = {}
 
     def for_call(self) -> Plan:
@@ -112,55 +82,13 @@ class Plan:
         view.aux = {}
         return view
 
-    def _matmul_plan(self, k: int, ins: list[tuple[int, ...]]) -> None:
-        xs = (1,) + ins[0] if len(ins[0]) == 1 else ins[0]
-        ys = ins[1] + (1,) if len(ins[1]) == 1 else ins[1]
-        M, K, N = xs[-2], xs[-1], ys[-1]
-        batch = np.broadcast_shapes(xs[:-2], ys[:-2])
-        nb = int(np.prod(batch, dtype=np.int64))
-        ab = np.broadcast_to(np.arange(int(np.prod(xs[:-2], dtype=np.int64))).reshape(xs[:-2]), batch).ravel()
-        bb = np.broadcast_to(np.arange(int(np.prod(ys[:-2], dtype=np.int64))).reshape(ys[:-2]), batch).ravel()
-        a_off = np.ascontiguousarray(ab * (M * K), dtype=np.int64)
-        b_off = np.ascontiguousarray(bb * (K * N), dtype=np.int64)
-        y_off = np.arange(nb, dtype=np.int64) * (M * N)
-        self.mm[k] = (a_off, b_off, y_off, M, K, N)
-        self.shared[k] = [len(np.unique(a_off)) < nb, len(np.unique(b_off)) < nb]
-        self.mm_shapes[k] = (xs, ys)
-
     # -- forward of non-elementwise ops: NumPy/BLAS, the reference rules ----
 
     def evaluate(self, k: int, V: list) -> np.ndarray:
-        from semir.ir.eval_rules import evaluate, layernorm_parts
-
+        """The flat value of structured or constant node ``k`` from the values ``V`` of its operands."""
         n = self.prog.nodes[k]
-        at = self.attrs[k]
-        idx = [self.index[i] for i in n.inputs]
-        args = [V[i].reshape(self.shape[i]) for i in idx]
-        dt = self.dtype[k]
-        if n.op is Op.const:
-            return np.full(1, at["value"], dtype=dt)
-        if n.op is Op.matmul:
-            xs, ys = self.mm_shapes[k]
-            out = np.matmul(args[0].reshape(xs), args[1].reshape(ys))
-            return np.ascontiguousarray(out, dtype=dt).reshape(-1)
-        if n.op is Op.max:
-            rows = self.sel_rows[k]
-            flat = V[idx[0]]
-            first = np.argmax(flat[rows], axis=1)  # the first maximum: ties to the lowest index
-            sel = rows[np.arange(len(rows)), first]
-            self.aux[k] = np.ascontiguousarray(sel, dtype=np.int64)
-            return np.ascontiguousarray(flat[sel], dtype=dt)
-        if n.op is Op.layernorm:
-            xhat, inv = layernorm_parts(args[0], at["eps"])
-            self.aux[k] = (np.ascontiguousarray(xhat, dtype=dt).reshape(-1),
-                           np.ascontiguousarray(inv, dtype=dt).reshape(-1))
-            return np.ascontiguousarray(xhat * args[1] + args[2], dtype=dt).reshape(-1)
-        if n.op is Op.take:
-            self.aux[k] = self.take_map(k, args[1])
-            return V[idx[0]][self.aux[k]]
-        if k in self.map and n.op is not Op.concat:
-            return V[idx[0]][self.map[k][0]]
-        return np.ascontiguousarray(evaluate(n.op, args, at, dt)).reshape(-1)
+        args = [V[self.index[i]].reshape(self.shape[self.index[i]]) for i in n.inputs]
+        return EVALUATE[n.op](self, k, args)
 
     def take_map(self, k: int, ids: np.ndarray) -> np.ndarray:
         """Flat table element read by each output element of ``take`` node ``k``; checks the ids' range."""
@@ -180,6 +108,122 @@ class Plan:
         i = bisect.bisect_right(self._bases, (edge, len(self.prog.nodes), 0)) - 1
         base, k, slot = self._bases[i]
         return k, slot, edge - base
+
+
+# -- host plan data per structured op: shape-derived tables, built once per binding ------------------------
+
+def _movement_map(p: Plan, k: int, ins, at) -> None:
+    src = np.arange(int(np.prod(ins[0], dtype=np.int64))).reshape(ins[0])
+    p.map[k] = [np.ascontiguousarray(evaluate_op(p.prog.nodes[k].op, [src], at, np.int64)).ravel()]
+
+
+def _concat_maps(p: Plan, k: int, ins, at) -> None:
+    maps = []
+    for s in range(len(ins)):
+        parts = [np.arange(int(np.prod(sh))).reshape(sh) if i == s else np.full(sh, -1) for i, sh in enumerate(ins)]
+        maps.append(np.concatenate(parts, axis=at["axis"]).ravel())
+    p.map[k] = maps
+
+
+def _reduce_plan(p: Plan, k: int, ins, at) -> None:
+    p.outmap[k] = np.ascontiguousarray(reduce_index(np.empty(ins[0]), at["axes"]))
+    count = int(np.prod([ins[0][i] for i in at["axes"]], dtype=np.int64))
+    p.scale[k] = 1.0 / max(count, 1)
+
+
+def _max_plan(p: Plan, k: int, ins, at) -> None:
+    p.sel_rows[k] = row_index(np.empty(ins[0]), at["axes"])
+
+
+def _softmax_plan(p: Plan, k: int, ins, at) -> None:
+    sh, ax = ins[0], at["axis"]
+    p.rowsplit[k] = (int(np.prod(sh[:ax], dtype=np.int64)), sh[ax], int(np.prod(sh[ax + 1:], dtype=np.int64)))
+
+
+def _layernorm_plan(p: Plan, k: int, ins, at) -> None:
+    width = ins[0][-1]
+    p.n[k] = width
+    p.rows[k] = p.size[k] // max(width, 1)
+    p.colmap[k] = np.ascontiguousarray(np.arange(p.size[k]) % max(width, 1))
+
+
+def _matmul_plan(p: Plan, k: int, ins, at) -> None:
+    xs = (1,) + ins[0] if len(ins[0]) == 1 else ins[0]
+    ys = ins[1] + (1,) if len(ins[1]) == 1 else ins[1]
+    M, K, N = xs[-2], xs[-1], ys[-1]
+    batch = np.broadcast_shapes(xs[:-2], ys[:-2])
+    nb = int(np.prod(batch, dtype=np.int64))
+    ab = np.broadcast_to(np.arange(int(np.prod(xs[:-2], dtype=np.int64))).reshape(xs[:-2]), batch).ravel()
+    bb = np.broadcast_to(np.arange(int(np.prod(ys[:-2], dtype=np.int64))).reshape(ys[:-2]), batch).ravel()
+    a_off = np.ascontiguousarray(ab * (M * K), dtype=np.int64)
+    b_off = np.ascontiguousarray(bb * (K * N), dtype=np.int64)
+    y_off = np.arange(nb, dtype=np.int64) * (M * N)
+    p.mm[k] = (a_off, b_off, y_off, M, K, N)
+    p.shared[k] = [len(np.unique(a_off)) < nb, len(np.unique(b_off)) < nb]
+    p.mm_shapes[k] = (xs, ys)
+
+
+def _take_plan(p: Plan, k: int, ins, at) -> None:
+    """None: take's gather map depends on the ids, a value; each call builds it (``Plan.take_map``)."""
+
+
+PLAN_DATA = {
+    Op.sum: _reduce_plan, Op.mean: _reduce_plan, Op.max: _max_plan,
+    Op.softmax: _softmax_plan, Op.log_softmax: _softmax_plan, Op.layernorm: _layernorm_plan,
+    Op.matmul: _matmul_plan,
+    Op.transpose: _movement_map, Op.reshape: _movement_map, Op.index: _movement_map, Op.concat: _concat_maps,
+    Op.take: _take_plan,
+}
+
+
+# -- forward evaluation of structured and constant nodes: NumPy/BLAS, the IR's rules -----------------------
+
+def _eval_const(p: Plan, k: int, args) -> np.ndarray:
+    return np.full(1, p.attrs[k]["value"], dtype=p.dtype[k])
+
+
+def _eval_rule(p: Plan, k: int, args) -> np.ndarray:
+    return np.ascontiguousarray(evaluate_op(p.prog.nodes[k].op, args, p.attrs[k], p.dtype[k])).reshape(-1)
+
+
+def _eval_matmul(p: Plan, k: int, args) -> np.ndarray:
+    xs, ys = p.mm_shapes[k]
+    return np.ascontiguousarray(np.matmul(args[0].reshape(xs), args[1].reshape(ys)), dtype=p.dtype[k]).reshape(-1)
+
+
+def _eval_max(p: Plan, k: int, args) -> np.ndarray:
+    rows = p.sel_rows[k]
+    flat = args[0].reshape(-1)
+    first = np.argmax(flat[rows], axis=1)  # the first maximum: ties to the lowest index
+    sel = rows[np.arange(len(rows)), first]
+    p.aux[k] = np.ascontiguousarray(sel, dtype=np.int64)
+    return np.ascontiguousarray(flat[sel], dtype=p.dtype[k])
+
+
+def _eval_layernorm(p: Plan, k: int, args) -> np.ndarray:
+    dt = p.dtype[k]
+    xhat, inv = layernorm_parts(args[0], p.attrs[k]["eps"])
+    p.aux[k] = (np.ascontiguousarray(xhat, dtype=dt).reshape(-1), np.ascontiguousarray(inv, dtype=dt).reshape(-1))
+    return np.ascontiguousarray(xhat * args[1] + args[2], dtype=dt).reshape(-1)
+
+
+def _eval_take(p: Plan, k: int, args) -> np.ndarray:
+    p.aux[k] = p.take_map(k, args[1])
+    return args[0].reshape(-1)[p.aux[k]]
+
+
+def _eval_gather(p: Plan, k: int, args) -> np.ndarray:
+    return args[0].reshape(-1)[p.map[k][0]]  # the movement map of the plan: no copy through NumPy's rule
+
+
+EVALUATE = {
+    Op.const: _eval_const,
+    Op.sum: _eval_rule, Op.mean: _eval_rule, Op.max: _eval_max,
+    Op.softmax: _eval_rule, Op.log_softmax: _eval_rule, Op.layernorm: _eval_layernorm,
+    Op.matmul: _eval_matmul,
+    Op.transpose: _eval_gather, Op.reshape: _eval_gather, Op.index: _eval_gather, Op.concat: _eval_rule,
+    Op.take: _eval_take,
+}
 
 
 class NumbaKernel:

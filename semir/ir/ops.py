@@ -1,8 +1,9 @@
 """The closed set of IR primitives, in named groups.
 
 Every interpretation (shape rules, reference evaluation, local Jacobian,
-code emission) is a table keyed by :class:`Op`; ``tests/test_tables.py``
-checks that every op appears in every table.
+code emission, plan data) is a table keyed by :class:`Op`;
+``tests/test_tables.py`` checks that each table covers exactly its domain
+(every op, the elementwise ops, or the structured ones).
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ NORMALIZATION = frozenset({Op.softmax, Op.log_softmax, Op.layernorm})
 CONTRACTION = frozenset({Op.matmul})
 MOVEMENT = frozenset({Op.transpose, Op.reshape, Op.index, Op.concat, Op.take})
 SOURCE = frozenset({Op.input, Op.const})
+# What code generators lower one node at a time, each by its own kernel; elementwise ops are fused into groups
+# and sources need no code. Backends' per-op tables are keyed by exactly one of these domains.
+STRUCTURED = REDUCTION | NORMALIZATION | CONTRACTION | MOVEMENT
 
 # Ops that pick one operand element per output element: they create an edge
 # only from the element that actually flows (no phantom zero-weight paths).
