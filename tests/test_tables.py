@@ -1,4 +1,3 @@
-"""Every op appears in every rule table, and every builtin maps onto primitives."""
 
 """Every per-op table covers exactly its domain, with a real rule for each op, and every builtin maps onto
 primitives."""
@@ -6,6 +5,7 @@ primitives."""
 import inspect
 
 import pytest
+from semir.backends import skeleton
 from semir.backends.cuda import codegen as cuda_codegen
 from semir.backends.cuda import kernel as cuda_kernel
 from semir.backends.numba import codegen as numba_codegen
@@ -24,8 +24,8 @@ TABLES = {
     "shape rules": (SHAPE_RULES, ALL),
     "evaluation rules (IR)": (EVAL_RULES, ALL),
     "local Jacobians (reference)": (JACOBIAN, ALL),
-    "forward expressions (Numba, CUDA)": (numba_codegen.FWD, ELEMENTWISE),
-    "local edges (Numba, CUDA)": (numba_codegen.EDGES, ELEMENTWISE),
+    "forward expressions (Numba, CUDA)": (skeleton.FWD, ELEMENTWISE),
+    "local edges (Numba, CUDA)": (skeleton.EDGES, ELEMENTWISE),
     "host plan data (Numba, CUDA)": (numba_kernel.PLAN_DATA, STRUCTURED),
     "forward evaluation (Numba)": (numba_kernel.EVALUATE, STRUCTURED | {Op.const}),
     "backward calls (Numba)": (numba_codegen.BACKWARD, STRUCTURED),
@@ -58,11 +58,11 @@ def test_domains_partition_the_ops():
 
 
 def test_emit_variants_name_real_ops_attributes_and_rules():
-    for (op, attr, _value), variant in numba_codegen.VARIANTS.items():
+    for (op, attr, _value), variant in skeleton.VARIANTS.items():
         assert op in ELEMENTWISE and f'"{attr}"' in inspect.getsource(EVAL_RULES[op]), (op, attr)  # a real attribute
         assert set(variant) <= {"fwd", "edges"} and variant
         if "edges" in variant:
-            assert len(variant["edges"]) == len(numba_codegen.EDGES[op])
+            assert len(variant["edges"]) == len(skeleton.EDGES[op])
 
 
 def test_groups_partition_the_ops():
@@ -79,7 +79,7 @@ def test_spec_builtins_exist():
 
 def test_every_elementwise_op_has_emit_rules():
     # the fused-group emitters of both code-generating backends read these two tables
-    for table in (numba_codegen.FWD, numba_codegen.EDGES):
+    for table in (skeleton.FWD, skeleton.EDGES):
         assert sorted(op.value for op in ELEMENTWISE if op not in table) == []
 
 
