@@ -724,6 +724,11 @@ def acc(U_b, j, V_b, i, w, e):
 }
 
 
+def field_args(sr: Semiring, *prefixes: str) -> list[str]:
+    """The comma-separated field arguments of a kernel signature, one string per prefix: ``U_hi, U_lo, ...``."""
+    return [", ".join(f"{p}_{f.name}" for f in sr.fields) for p in prefixes]
+
+
 def kernels_for(sr: Semiring) -> Kernels | None:
     """The semiring's kernels (``topk:K`` share one entry), or None: then it runs on the reference backend.
     A user-defined semiring's ``acc`` calls its own functions, compiled by Numba (``user_semiring.py``)."""

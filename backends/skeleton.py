@@ -199,12 +199,15 @@ class Target:
     decorator: str
 
 
-def group_forward(a: Analysis, gid: int, target: Target) -> tuple[str, list]:
+def _start(a: Analysis, gid: int):
+    """A group kernel's members (as a list and a set), root node, arguments, and its element count's argument."""
     members = a.groups[gid]
-    mset = set(members)
-    root = a.prog.nodes[members[-1]]
     fn = KernelArgs()
-    n_arg = fn.arg("size", gid)
+    return members, set(members), a.prog.nodes[members[-1]], fn, fn.arg("size", gid)
+
+
+def group_forward(a: Analysis, gid: int, target: Target) -> tuple[str, list]:
+    members, mset, root, fn, n_arg = _start(a, gid)
     body = []
     local = {}
     for pos, k in enumerate(members):
@@ -240,11 +243,7 @@ def group_backward(a: Analysis, gid: int, fields: list[str], target: Target,
                    deferred: list | None = None) -> tuple[str, list] | None:
     """The fused backward of one group; with ``deferred``, edges into broadcast operands (several elements
     ``i`` feeding one ``j``) are left out and listed there as (member, slot) for a gather-style kernel."""
-    members = a.groups[gid]
-    mset = set(members)
-    root = a.prog.nodes[members[-1]]
-    fn = KernelArgs()
-    n_arg = fn.arg("size", gid)
+    members, mset, root, fn, n_arg = _start(a, gid)
     body = []
     for k in reversed(members):
         node = a.prog.nodes[k]
