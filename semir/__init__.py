@@ -1,14 +1,5 @@
 """semir: a compiler for semiring backpropagation."""
 
-import os as _os
-
-# In a source checkout, backends/ and grammar/ sit beside semir/ (installs map them into the package as
-# semir.backends and semir.grammar); let the checkout import the same way an installed copy does.
-_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
-if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "backends")) and _os.path.isfile(
-        _os.path.join(_root, "backends", "__init__.py")):
-    __path__.append(_root)
-
 from . import models, ops, semirings
 from ._version import __version__  # noqa: F401  (semir.__version__)
 from .compiler import compile

@@ -56,7 +56,7 @@ def _unary_expr(fn: str, a: str) -> tuple[str, str]:
 
 
 @st.composite
-def scalar_programs(draw, max_params: int = 3, max_stmts: int = 6) -> GenProgram:
+def scalar_programs(draw, max_params: int = 3, max_stmts: int = 6):  # draws a GenProgram
     """Scalar DAGs with fan-out and parallel edges (``x * x``, ``x - x``)."""
     g = GenProgram()
     n_params = draw(st.integers(1, max_params))
@@ -94,7 +94,7 @@ def scalar_programs(draw, max_params: int = 3, max_stmts: int = 6) -> GenProgram
 
 
 @st.composite
-def tensor_programs(draw, max_stmts: int = 4) -> GenProgram:
+def tensor_programs(draw, max_stmts: int = 4):  # draws a GenProgram
     """Small tensor programs: broadcasting, matmul, reductions, softmax, layernorm, movement, take."""
     g = GenProgram()
     A, B = draw(st.integers(1, 3)), draw(st.integers(1, 3))
