@@ -29,8 +29,8 @@ def _has_kernels(sr) -> bool:
 
 def _numba(prog, sr, wrt, granularity, **opts):
     if not _has_kernels(sr):
-        raise OptionError(f"semiring {sr.name!r} has no Numba kernels (user-defined from scalar functions); "
-                          "use backend='reference'")
+        raise OptionError(f"semiring {sr.name!r} has no Numba kernels (it is built from vectorised functions; "
+                          "one made with semirings.from_scalar compiles); use backend='reference'")
     from semir.backends.numba import compile_numba
 
     return compile_numba(prog, sr, wrt, granularity, **opts)
@@ -41,8 +41,8 @@ def _cuda(prog, sr, wrt, granularity, **opts):
         raise OptionError(f"semiring {sr.name!r} is user-defined: it runs on backend 'numba' (its functions "
                           "compiled by Numba) or 'reference', not 'cuda'")
     if not _has_kernels(sr):
-        raise OptionError(f"semiring {sr.name!r} has no generated kernels (user-defined from scalar functions); "
-                          "use backend='reference'")
+        raise OptionError(f"semiring {sr.name!r} has no generated kernels (it is built from vectorised "
+                          "functions); use backend='reference'")
     try:
         from semir.backends.cuda import compile_cuda
     except ImportError as e:

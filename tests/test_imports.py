@@ -93,3 +93,18 @@ def test_the_graph_is_read_from_the_sources():
 
 def test_no_module_imports_itself_through_others():
     assert cycles(import_graph()) == []
+
+
+def test_importing_semir_configures_nothing():
+    # the environment (thread settings included) is untouched until the first Numba kernel is compiled
+    import subprocess
+    import sys
+
+    code = ("import os; env = dict(os.environ); os.environ.pop('OMP_WAIT_POLICY', None); before = dict(os.environ)\n"
+            "import semir, semir.backends.numba, semir.backends.reference, semir.analysis\n"
+            "assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())\n"
+            "semir.compile(semir.parse('def f(x: f64) -> f64 { return exp(x) }'), 'sum_product', backend='numba')\n"
+            "print(os.environ.get('OMP_WAIT_POLICY'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "PASSIVE"

@@ -20,7 +20,7 @@ from semir.runtime import bind_attrs, bind_inputs
 from semir.semirings import Semiring
 
 from ..semiring_kernels import kernels_for
-from . import cache, codegen, templates
+from . import cache, codegen, templates, threads
 
 
 def _float_dtype(prog: Program) -> np.dtype:
@@ -393,6 +393,7 @@ class _EdgeInfo:
 
 def compile_numba(prog: Program, semiring: Semiring, wrt: tuple[str, ...], granularity: str,
                   allow_nonfinite: bool = False, semantics: str = "exact") -> NumbaKernel:
+    threads.configure()  # before the first kernel runs: Numba starts its thread pool then
     if semantics == "brunoflow":
         from .brunoflow import BrunoflowKernel
 

@@ -1,4 +1,10 @@
-"""Numba's TBB threading layer from the PyPI ``tbb`` wheel, when the user chose it.
+"""Thread settings of the Numba backend, made once, when the first kernel is compiled (never at import).
+
+``OMP_WAIT_POLICY=PASSIVE`` unless the user set it: Numba's OpenMP threads and OpenBLAS's threads both spin
+while idle, and alternating BLAS calls with parallel kernels (as every backward sweep does) then ran up to 10x
+slower on few cores. Numba starts its thread pool at the first parallel kernel, after this.
+
+Numba's TBB threading layer from the PyPI ``tbb`` wheel, when the user chose it.
 
 The omp layer shares the OpenMP runtime torch loads, and with torch imported first it ran sum_product 6.5x
 slower; workqueue is unaffected but not thread-safe. TBB is both (docs/BENCHMARKS.md §6c). The wheel puts
@@ -12,7 +18,22 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 from pathlib import Path
+
+_DONE = threading.Event()
+_LOCK = threading.Lock()
+
+
+def configure() -> None:
+    """The backend's thread settings (above), once per process; a value the user set is kept."""
+    if _DONE.is_set():
+        return
+    with _LOCK:
+        if not _DONE.is_set():
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            preload_tbb()
+            _DONE.set()
 
 
 def preload_tbb() -> bool:
