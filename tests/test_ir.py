@@ -1,5 +1,6 @@
 """IR text: golden files per example, round trips, determinism, traced = parsed (issue 2)."""
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -224,3 +225,42 @@ def test_symbolic_dims_bind_at_call_time():
     for S in (2, 5):
         ins = random_inputs(prog, dims={"S": S})
         assert k(**ins)["h"].shape == (S, 16)
+
+
+IR_GOOD = ('func f(x: f64, y: f64[S, 2*S-1]) -> f64 {\n  a: f64 = exp(x)\n  fuse: f64 = neg(a)  @ "m.semir":3:4\n'
+           '  alias b2 = fuse\n  return fuse\n}\n')
+
+
+def test_ir_reader_takes_keywords_as_names_and_keeps_locations():
+    prog = semir.parse_ir(IR_GOOD)
+    assert prog.output == "fuse" and prog.aliases == (("b2", "fuse"),)
+    assert (prog["fuse"].loc.file, prog["fuse"].loc.line, prog["fuse"].loc.col) == ("m.semir", 3, 4)
+    assert str(prog["y"].type) == "f64[S, 2*S-1]"
+    assert semir.parse_ir(prog.format(locations=True)) == prog
+
+
+@pytest.mark.parametrize("edit, where, msg", [
+    (("exp(x)", "exp(x"), "2:17", "unexpected end of line; expected ')' or ','"),
+    (("a: f64", "a: f65"), "2:6", "unexpected 'f65'; expected a dtype"),
+    (("return fuse", "retrun fuse"), "5:3", "unknown line 'retrun'"),
+    (("alias b2 = fuse", "alias b2"), "4:3", "expected 'alias NAME = TARGET'"),
+    (("exp(x)", "exp(x, k=bogus)"), "2:21", "bad value 'bogus'"),
+    (("exp(x)", "exp(k=1, x)"), "2:21", "operands must come before attributes"),
+    (("[S, 2*S-1]", "[S, 2*]"), "1:28", "unexpected ']'; expected a dimension name"),
+    (("exp(x)", "exp(x) $"), "2:19", "unexpected character '$'"),
+    (("return fuse", "return fuse, a"), "5:3", "expected 'return NAME'"),
+])
+def test_ir_syntax_errors_carry_line_and_column(edit, where, msg):
+    with pytest.raises(semir.SourceError, match=re.escape(f"<ir>:{where}: error: {msg}")):
+        semir.parse_ir(IR_GOOD.replace(*edit))
+
+
+def test_types_read_alike_in_the_language_the_ir_and_trace():
+    # one grammar (grammar/types.lark) for all three
+    from semir.frontend.trace import parse_type
+
+    text = "def f(x: f32[S, 2*S-1]) -> f32 {\n  return sum(x)\n}\n"
+    lang = semir.parse(text)["x"].type
+    assert lang == parse_type("f32[S, 2*S-1]") == semir.parse_ir(str(semir.parse(text)))["x"].type
+    with pytest.raises(semir.TypeCheckError, match="bad type"):
+        parse_type("f32[S,")

@@ -7,7 +7,6 @@ import functools
 import math
 import sys
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import lark
@@ -15,7 +14,8 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from ..errors import SemirError, SourceError, TypeCheckError, suggest
 from ..ir.node import Loc, Program
-from ..ir.types import Dim, DType, SymDim, TensorType, dim_add, dim_symbols, substitute, unify_dim
+from ..ir.type_syntax import dim_from_tree
+from ..ir.types import Dim, DType, SymDim, TensorType, dim_symbols, substitute, unify_dim
 from . import builtins
 from .builder import Builder, Value
 
@@ -46,9 +46,9 @@ class _BracketNewlines:
 
 @functools.cache
 def _parser() -> lark.Lark:
-    text = resources.files("semir.grammar").joinpath("semir.lark").read_text()
-    return lark.Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True,
-                     postlex=_BracketNewlines())
+    # from the package, so that its %import of the shared type rules (grammar/types.lark) resolves
+    return lark.Lark.open_from_package("semir.grammar", "semir.lark", parser="lalr", propagate_positions=True,
+                                       maybe_placeholders=True, postlex=_BracketNewlines())
 
 
 @dataclass
@@ -148,19 +148,7 @@ class Compiler:
 
     def dim_of(self, tree) -> Dim:
         """A dim tree in the def's own symbols."""
-        total: Dim = 0
-        for i, part in enumerate(tree.children):
-            sign = -1 if part.data == "dminus" else 1
-            term = part if i == 0 else part.children[0]
-            toks = term.children
-            if term.data == "dint":
-                d: Dim = self.dim_int(toks[0], term)
-            elif term.data == "dsym":
-                d = SymDim.make({str(toks[0]): 1}, 0)
-            else:
-                d = SymDim.make({str(toks[1]): self.dim_int(toks[0], term)}, 0)
-            total = dim_add(total, d, sign)
-        return total
+        return dim_from_tree(tree, self.dim_int)
 
     def dim_int(self, tok, tree) -> int:
         s = str(tok)

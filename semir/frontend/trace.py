@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import re
 import sys
 import sysconfig
 from collections.abc import Callable
@@ -22,10 +21,10 @@ from typing import Any
 
 from ..errors import SemirError, TypeCheckError
 from ..ir.node import Loc, Program
-from ..ir.types import DType, TensorType, parse_dim
+from ..ir.type_syntax import parse_type as _parse_type
+from ..ir.types import TensorType
 from .builder import Builder, Scope, Value
 
-_TYPE = re.compile(r"^\s*(f32|f64|i32|i64|bool)\s*(?:\[(.*)\])?\s*$")
 _SEMIR_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LIB_DIRS = tuple({os.path.abspath(p) for p in (sysconfig.get_paths().get("stdlib"),
                                                  sysconfig.get_paths().get("platstdlib"),
@@ -37,11 +36,10 @@ def parse_type(spec: str | TensorType) -> TensorType:
     """``"f32[S, 16]"`` -> TensorType."""
     if isinstance(spec, TensorType):
         return spec
-    m = _TYPE.match(str(spec))
-    if not m:
-        raise TypeCheckError(f"bad type {spec!r}; write e.g. 'f32', 'f64[S, 16]', 'i64[S]'")
-    dims = tuple(parse_dim(d) for d in m.group(2).split(",")) if m.group(2) and m.group(2).strip() else ()
-    return TensorType(DType(m.group(1)), dims)
+    try:
+        return _parse_type(str(spec))
+    except ValueError:
+        raise TypeCheckError(f"bad type {spec!r}; write e.g. 'f32', 'f64[S, 16]', 'i64[S]'") from None
 
 
 @dataclass

@@ -1,19 +1,141 @@
-"""``parse_ir``: read the canonical IR text back into a :class:`Program`."""
+"""``parse_ir``: read the canonical IR text back into a :class:`Program`, with the grammar ``grammar/ir.lark``
+(its types are the model language's, ``grammar/types.lark``)."""
 
 from __future__ import annotations
 
+import functools
 import json
-import re
 from typing import Any
+
+import lark
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from ..errors import SourceError
 from .node import Loc, Node, Program
 from .ops import Op
-from .types import DType, TensorType, parse_dim
+from .type_syntax import parse_dim, type_from_tree
 
-_NAME = re.compile(r"%\d+|[A-Za-z_]\w*(?:\.(?:[A-Za-z_]\w*|\d+))*")
-_WORD = re.compile(r"[A-Za-z_]\w*")
-_DECODER = json.JSONDecoder()
+LITERALS = {"true": True, "false": False, "null": None, "NaN": float("nan"), "Infinity": float("inf")}
+DIRECTIVES = ("return", "alias", "fuse")
+# what the parser's terminal names mean, for error messages
+_TERMINALS = {"IDENT": "a name", "STRING": "a quoted string", "DTYPE": "a dtype (f32, f64, i32, i64, bool)",
+              "NUMBER": "a number", "INT": "an integer", "NAME": "a dimension name", "_NL": "a new line",
+              "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'",
+              "COMMA": "','", "COLON": "':'", "EQUAL": "'='", "AT": "'@'", "MINUS": "'-'", "PLUS": "'+'",
+              "STAR": "'*'", "FUNC": "'func'", "__ANON_0": "'->'"}
+
+
+@functools.cache
+def _parser() -> lark.Lark:
+    return lark.Lark.open_from_package("semir.grammar", "ir.lark", parser="lalr", maybe_placeholders=True)
+
+
+def _expected(e: UnexpectedInput) -> str:
+    names = sorted({_TERMINALS.get(t, t) for t in (getattr(e, "expected", None) or getattr(e, "allowed", ()))})
+    return f"; expected {' or '.join(names)}" if names else ""
+
+
+def _syntax_error(e: UnexpectedInput, text: str, file: str) -> SourceError:
+    if isinstance(e, UnexpectedEOF):
+        lines = text.splitlines() or [""]
+        return SourceError(f"unexpected end of the IR text{_expected(e)}", file, len(lines), len(lines[-1]) + 1,
+                           text)
+    if isinstance(e, UnexpectedToken):
+        tok = e.token
+        what = {"_NL": "end of line", "$END": "end of the IR text"}.get(tok.type, repr(str(tok)))
+        return SourceError(f"unexpected {what}{_expected(e)}", file, e.line, e.column, text)
+    if isinstance(e, UnexpectedCharacters):
+        return SourceError(f"unexpected character {e.char!r}{_expected(e)}", file, e.line, e.column, text)
+    return SourceError(str(e), file, getattr(e, "line", 0), getattr(e, "column", 0), text)
+
+
+class _Reader:
+    def __init__(self, text: str, file: str):
+        self.text, self.file = text, file
+
+    def error(self, msg: str, at) -> SourceError:
+        tok = at if isinstance(at, lark.Token) else next(at.scan_values(lambda v: isinstance(v, lark.Token)), None)
+        line, col = (tok.line, tok.column) if tok is not None else (0, 0)
+        return SourceError(msg, self.file, line, col, self.text)
+
+    def ident(self, tree: lark.Tree) -> str:
+        tok = tree.children[0]
+        return json.loads(str(tok)) if tok.type == "STRING" else str(tok)
+
+    def type(self, tree: lark.Tree):
+        try:
+            return type_from_tree(tree)
+        except ValueError as e:
+            raise self.error(str(e), tree) from None
+
+    def value(self, tree: lark.Tree) -> Any:
+        if tree.data == "array":
+            return [self.value(c) for c in tree.children if c is not None]
+        tok = tree.children[0]
+        if tree.data == "literal":
+            if str(tok) not in LITERALS:
+                raise self.error(f"bad value {str(tok)!r}: attribute values are JSON", tok)
+            return LITERALS[str(tok)]
+        return json.loads(str(tok))  # a string or a number (json reads -Infinity too)
+
+    def node(self, tree: lark.Tree) -> Node:
+        name, ntype, optok, *rest, loc_tree = tree.children  # loc_tree: None without "@ file:line:col"
+        try:
+            op = Op(str(optok))
+        except ValueError:
+            raise self.error(f"unknown op {str(optok)!r}", optok) from None
+        inputs, attrs = [], []
+        for arg in rest:
+            if arg is None:
+                continue
+            if arg.data == "attr":
+                key = str(arg.children[0])
+                attrs.append((key, _decode_attr(key, self.value(arg.children[1]))))
+            elif attrs:
+                raise self.error("operands must come before attributes", arg)
+            else:
+                inputs.append(self.ident(arg))
+        loc = None
+        if loc_tree is not None:
+            lfile, lline, lcol = loc_tree.children
+            loc = Loc(json.loads(str(lfile)), int(lline), int(lcol))
+        return Node(self.ident(name), op, self.type(ntype), tuple(inputs), tuple(sorted(attrs)), loc)
+
+    def directive(self, tree: lark.Tree) -> tuple[str, list[str], str | None]:
+        word, *names, target_tree = tree.children  # the last child: the optional "= TARGET" (None without)
+        idents = [self.ident(n) for n in names]
+        target = self.ident(target_tree) if target_tree is not None else None
+        kind = str(word)
+        if kind not in DIRECTIVES:
+            raise self.error(f"unknown line {kind!r}: a line is a node (name: type = op(...)), "
+                             f"{', '.join(DIRECTIVES)}", word)
+        if kind == "alias":
+            if target is None or len(idents) != 1:
+                raise self.error("expected 'alias NAME = TARGET'", word)
+        elif target is not None or (kind == "return" and len(idents) != 1):
+            raise self.error(f"expected '{kind} NAME{', NAME' if kind == 'fuse' else ''}'", word)
+        return kind, idents, target
+
+    def program(self, tree: lark.Tree) -> Program:
+        header, *lines = tree.children
+        pname, *params = header.children
+        params = params[:-1]  # the last child is the declared result type
+        nodes = [Node(self.ident(p.children[0]), Op.input, self.type(p.children[1])) for p in params if p is not None]
+        aliases, fused, output = [], [], None
+        for line in lines:
+            if line.data == "node":
+                nodes.append(self.node(line))
+                continue
+            kind, idents, target = self.directive(line)
+            if kind == "return":
+                output = idents[0]
+            elif kind == "alias":
+                aliases.append((idents[0], target))
+            else:
+                fused.append(tuple(idents))
+        if output is None:
+            raise SourceError("missing 'return'", self.file, len(self.text.splitlines()), 1, self.text)
+        return Program(self.ident(pname), tuple(nodes), output, tuple(aliases), tuple(fused))
 
 
 def _decode_attr(key: str, v: Any) -> Any:
@@ -27,173 +149,20 @@ def _decode_attr(key: str, v: Any) -> Any:
     return v
 
 
-class _Line:
-    def __init__(self, text: str, lineno: int, file: str, source: str):
-        self.text, self.pos, self.lineno, self.file, self.source = text, 0, lineno, file, source
-
-    def error(self, msg: str) -> SourceError:
-        return SourceError(msg, self.file, self.lineno, self.pos + 1, self.source)
-
-    def ws(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos] in " \t":
-            self.pos += 1
-
-    def peek(self, s: str) -> bool:
-        self.ws()
-        return self.text.startswith(s, self.pos)
-
-    def expect(self, s: str) -> None:
-        if not self.peek(s):
-            raise self.error(f"expected {s!r}")
-        self.pos += len(s)
-
-    def word(self) -> str:
-        self.ws()
-        m = _WORD.match(self.text, self.pos)
-        if not m:
-            raise self.error("expected a word")
-        self.pos = m.end()
-        return m.group()
-
-    def name(self) -> str:
-        self.ws()
-        if self.peek('"'):
-            return self.json()
-        m = _NAME.match(self.text, self.pos)
-        if not m:
-            raise self.error("expected a name")
-        self.pos = m.end()
-        return m.group()
-
-    def json(self) -> Any:
-        self.ws()
-        try:
-            v, end = _DECODER.raw_decode(self.text, self.pos)
-        except json.JSONDecodeError as e:
-            raise self.error(f"bad value: {e.msg}") from None
-        self.pos = end
-        return v
-
-    def type(self) -> TensorType:
-        word = self.word()
-        try:
-            dtype = DType(word)
-        except ValueError:
-            raise self.error(f"unknown dtype {word!r}") from None
-        if not self.peek("["):
-            return TensorType(dtype)
-        self.expect("[")
-        end = self.text.index("]", self.pos)
-        body, self.pos = self.text[self.pos:end], end + 1
-        try:
-            dims = tuple(parse_dim(d) for d in body.split(",")) if body.strip() else ()
-        except ValueError as e:
-            raise self.error(str(e)) from None
-        return TensorType(dtype, dims)
-
-    def done(self) -> bool:
-        self.ws()
-        return self.pos >= len(self.text)
-
-
 def parse_ir(text: str, file: str = "<ir>") -> Program:
-    """Parse canonical IR text (as printed by ``str(program)``)."""
-    lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip() and not ln.strip().startswith("#")]
-    if not lines:
+    """Parse canonical IR text (as printed by ``str(program)``); errors carry file:line:col."""
+    if not any(ln.strip() and not ln.strip().startswith("#") for ln in text.splitlines()):
         raise SourceError("empty IR text", file)
-    nodes: list[Node] = []
-    aliases: list[tuple[str, str]] = []
-    fused: list[tuple[str, ...]] = []
-    lineno, head = lines[0]
-    ln = _Line(head, lineno, file, text)
-    ln.expect("func")
-    name = ln.name()
-    ln.expect("(")
-    while not ln.peek(")"):
-        pname = ln.name()
-        ln.expect(":")
-        nodes.append(Node(pname, Op.input, ln.type()))
-        if not ln.peek(")"):
-            ln.expect(",")
-    ln.expect(")")
-    ln.expect("->")
-    ln.type()
-    ln.expect("{")
-    output = None
-    for lineno, body in lines[1:]:
-        ln = _Line(body, lineno, file, text)
-        if ln.peek("}"):
-            break
-        if ln.peek("return "):
-            ln.expect("return")
-            output = ln.name()
-            continue
-        if ln.peek("fuse "):
-            ln.expect("fuse")
-            group = [ln.name()]
-            while ln.peek(","):
-                ln.expect(",")
-                group.append(ln.name())
-            if not ln.done():
-                raise ln.error("unexpected text after the fused group")
-            fused.append(tuple(group))
-            continue
-        if ln.peek("alias "):
-            ln.expect("alias")
-            alias = ln.name()
-            ln.expect("=")
-            aliases.append((alias, ln.name()))
-            continue
-        nname = ln.name()
-        ln.expect(":")
-        ntype = ln.type()
-        ln.expect("=")
-        opname = ln.word()
-        try:
-            op = Op(opname)
-        except ValueError:
-            raise ln.error(f"unknown op {opname!r}") from None
-        ln.expect("(")
-        inputs, attrs = [], []
-        while not ln.peek(")"):
-            save = ln.pos
-            m = _WORD.match(ln.text, ln.pos)
-            if m and ln.text[m.end():].lstrip().startswith("="):
-                key = ln.word()
-                ln.expect("=")
-                attrs.append((key, _decode_attr(key, ln.json())))
-            else:
-                ln.pos = save
-                if attrs:
-                    raise ln.error("operands must come before attributes")
-                inputs.append(ln.name())
-            if not ln.peek(")"):
-                ln.expect(",")
-        ln.expect(")")
-        loc = None
-        if ln.peek("@"):
-            ln.expect("@")
-            lfile = ln.json()
-            ln.expect(":")
-            lline = _int(ln)
-            ln.expect(":")
-            loc = Loc(lfile, lline, _int(ln))
-        if not ln.done():
-            raise ln.error("unexpected text after the node")
-        nodes.append(Node(nname, op, ntype, tuple(inputs), tuple(sorted(attrs)), loc))
-    if output is None:
-        raise SourceError("missing 'return'", file, lines[-1][0], 1, text)
-    prog = Program(name, tuple(nodes), output, tuple(aliases), tuple(fused))
+    try:
+        tree = _parser().parse(text if text.endswith("\n") else text + "\n")
+    except UnexpectedInput as e:
+        raise _syntax_error(e, text, file) from None
+    reader = _Reader(text, file)
+    try:
+        prog = reader.program(tree)
+    except ValueError as e:  # a bad dimension inside an attribute
+        raise SourceError(str(e), file) from None
     from ..passes.verify import verify
 
     verify(prog)
     return prog
-
-
-def _int(ln: _Line) -> int:
-    ln.ws()
-    m = re.compile(r"\d+").match(ln.text, ln.pos)
-    if not m:
-        raise ln.error("expected an integer")
-    ln.pos = m.end()
-    return int(m.group())

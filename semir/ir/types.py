@@ -9,7 +9,6 @@ a program is called.
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -171,29 +170,6 @@ def dim_symbols(d: Dim) -> tuple[str, ...]:
 
 def bind_dim(d: Dim, env: dict[str, int]) -> Dim:
     return d if isinstance(d, int) else d.bind(env)
-
-
-_DIM_TERM = re.compile(r"([+-]?)\s*(?:(\d+)\s*\*\s*)?([A-Za-z_]\w*)|([+-]?)\s*(\d+)")
-
-
-def parse_dim(text: str) -> Dim:
-    """Parse ``S``, ``2*S-1``, ``16`` (the printed form of a dim)."""
-    text = text.replace(" ", "")
-    if not text:
-        raise ValueError("empty dimension")
-    terms: dict[str, int] = {}
-    const, pos = 0, 0
-    while pos < len(text):
-        m = _DIM_TERM.match(text, pos)
-        if not m or m.end() == pos or (pos > 0 and text[pos] not in "+-"):
-            raise ValueError(f"bad dimension {text!r}")
-        if m.group(3):
-            sign = -1 if m.group(1) == "-" else 1
-            terms[m.group(3)] = terms.get(m.group(3), 0) + sign * int(m.group(2) or 1)
-        else:
-            const += (-1 if m.group(4) == "-" else 1) * int(m.group(5))
-        pos = m.end()
-    return SymDim.make(terms, const)
 
 
 def dim_str(d: Dim) -> str:
