@@ -183,3 +183,17 @@ def test_a_pooled_component_objective(folder, tmp_path, capsys):
     assert doc["output"] == pytest.approx(float(k.forward(**m.inputs(m.tokenize("the keys"), readout=e3))), rel=1e-5)
     assert main(["analyze", str(folder), "--dataset", str(path), "--out", str(tmp_path / "o2"),
                  "--readout", "pooled:99"]) == 2
+
+
+def test_statistics_match_their_closed_forms():
+    from semir.analysis.dataset import _wilson
+    from semir.experiments.common import spearman
+
+    k, n, z = 3, 10, 1.959963984540054  # Wilson's score interval, written out
+    p = k / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (
+        1 + z * z / n)
+    np.testing.assert_allclose(_wilson(k, n), (centre - half, centre + half), rtol=1e-9)
+    assert np.isnan(_wilson(0, 0)).all()
+    assert spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(1 - 6 * 2 / (4 * 15))  # 1 - 6 Σd² / n(n²-1)
+    assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))
