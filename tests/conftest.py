@@ -49,6 +49,20 @@ def accept(request):
     return request.config.getoption("--accept")
 
 
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def check_golden(name: str, text: str, accept: bool):
+    """``text`` equals the golden file ``tests/golden/NAME``; ``pytest --accept`` rewrites it (review the diff)."""
+    path = GOLDEN / name
+    if accept or not path.exists():
+        if not accept:
+            pytest.fail(f"missing golden file {path}; run pytest --accept to create it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} differs from the golden file (pytest --accept to update)"
+
+
 def random_inputs(prog, seed=0, dims=None, scale=1.0):
     """Random inputs for a program's signature; symbolic dims from ``dims`` (default 3)."""
     from semir.ir.types import bind_dim

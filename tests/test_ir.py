@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, compare, compare_paths, random_inputs
+from conftest import EXAMPLES, GOLDEN, check_golden, compare, compare_paths, random_inputs
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,17 +16,7 @@ import semir
 from semir.passes import optimize
 from semir.testing.strategies import scalar_programs, tensor_programs
 
-GOLDEN = Path(__file__).parent / "golden"
 MODELS = sorted(p.stem for p in EXAMPLES.glob("*.semir"))
-
-
-def check_golden(name: str, text: str, accept: bool):
-    path = GOLDEN / name
-    if accept or not path.exists():
-        if not accept:
-            pytest.fail(f"missing golden file {path}; run pytest --accept to create it")
-        path.write_text(text)
-    assert text == path.read_text(), f"{name} differs from the golden file (pytest --accept to update)"
 
 
 @pytest.mark.parametrize("model", MODELS)
