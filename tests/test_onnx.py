@@ -77,10 +77,37 @@ def test_unsupported_op_and_missing_shapes(tmp_path):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
     path = tmp_path / "odd.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    with pytest.raises(semir.OptionError, match="ONNX op 'Hardmax' \\(node 'odd'\\) is not supported"):
+    with pytest.raises(semir.OptionError,
+                       match="ONNX op 'Hardmax' \\(node 'odd'\\) on data-dependent values is not supported"):
         semir.import_onnx(path, {"x": (2,)})
     with pytest.raises(semir.InputError, match="needs concrete input shapes"):
         semir.import_onnx(path)
+
+
+def test_constant_subgraphs_fold_by_onnx_semantics(tmp_path):
+    # Range, Hardmax and an integer Div have no semir lowering: on constants, ONNX's reference evaluator
+    # computes them (Div truncates toward zero, as onnxruntime does; floor division would give -4 here)
+    c = lambda name, v: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(v)))  # noqa: E731
+    nodes = [c("start", np.int64(0)), c("limit", np.int64(6)), c("delta", np.int64(1)),
+             helper.make_node("Range", ["start", "limit", "delta"], ["r"]),
+             c("shape", np.array([2, 3], np.int64)), helper.make_node("Reshape", ["r", "shape"], ["r2"]),
+             helper.make_node("Cast", ["r2"], ["rf"], to=TensorProto.FLOAT),
+             helper.make_node("Hardmax", ["rf"], ["hm"], axis=-1),
+             c("m7", np.array([-7], np.int64)), c("two", np.array([2], np.int64)),
+             helper.make_node("Div", ["m7", "two"], ["q"]),
+             helper.make_node("Cast", ["q"], ["qf"], to=TensorProto.FLOAT),
+             helper.make_node("Add", ["x", "rf"], ["a"]), helper.make_node("Mul", ["a", "hm"], ["b"]),
+             helper.make_node("Add", ["b", "qf"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+    path = tmp_path / "fold.onnx"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    x = np.arange(6, dtype=np.float32).reshape(2, 3) / 7
+    want = ort.InferenceSession(str(path)).run(["y"], {"x": x})[0]
+    om = semir.import_onnx(path, {"x": (2, 3)}, output="y", readout=False)
+    np.testing.assert_allclose(semir.compile(om.program, "sum_product")(**om.inputs(x=x)).output, want, rtol=1e-6)
 
 
 def test_paraphrase_minilm_export_matches_onnxruntime():

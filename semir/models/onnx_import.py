@@ -1,9 +1,11 @@
 """ONNX import: a transformer export as semir IR, keeping the ONNX tensor names.
 
-Shapes are fixed at import (``shapes={"input_ids": (1, S), ...}``). All shape and constant arithmetic
-(Shape, Gather on shapes, Unsqueeze, Concat, ConstantOfShape, Equal, Where, ...) is then folded to
-NumPy constants, and only the ops that depend on input data become IR. Float initializers, and folded
-array constants that feed data-dependent ops, become named inputs whose values ``OnnxModel.inputs`` supplies.
+Shapes are fixed at import (``shapes={"input_ids": (1, S), ...}``). Every node whose inputs are all constants
+(shape and mask arithmetic: Shape of a constant, Gather on shapes, Unsqueeze, Concat, ConstantOfShape,
+Equal, Where, ...) is evaluated at import by ONNX's own reference evaluator (``onnx.reference``), whatever
+its op; ``Shape`` of a data-dependent value is its static shape. Only the ops that depend on input data become
+IR, by the rules below. Float initializers, and folded array constants that feed data-dependent ops, become
+named inputs whose values ``OnnxModel.inputs`` supplies.
 """
 
 from __future__ import annotations
@@ -21,22 +23,22 @@ from ..frontend.builder import Builder, Value
 from ..ir.node import Program
 from ..ir.types import DType, TensorType, dtype_from_numpy
 
-_ONNX_DTYPES = {1: np.float32, 6: np.int32, 7: np.int64, 9: np.bool_, 11: np.float64}
+_SUPPORTED = tuple(np.dtype(t) for t in (np.float32, np.float64, np.int32, np.int64, np.bool_))
 
 
 def _onnx_dtype(code: int, where: str) -> np.dtype:
-    """The NumPy dtype of an ONNX element type that semir's IR has; any other (float16, int8, ...) is refused:
-    computing it in float32 would silently change every value."""
-    if code in _ONNX_DTYPES:
-        return np.dtype(_ONNX_DTYPES[code])
-    try:
-        from onnx import helper
+    """The NumPy dtype of an ONNX element type (onnx's own mapping), if semir's IR has it; any other
+    (float16, bfloat16, int8, ...) is refused: computing it in float32 would silently change every value."""
+    from onnx import helper
 
-        name = str(helper.tensor_dtype_to_np_dtype(code))
-    except Exception:
-        name = f"ONNX element type {code}"
-    raise OptionError(f"{where}: element type {name} is not supported (semir computes in float32, float64, "
-                      "int32, int64 and bool)")
+    try:
+        dt = np.dtype(helper.tensor_dtype_to_np_dtype(code))
+    except (KeyError, TypeError, ValueError):
+        raise OptionError(f"{where}: unknown ONNX element type {code}") from None
+    if dt not in _SUPPORTED:
+        raise OptionError(f"{where}: element type {dt} is not supported (semir computes in float32, float64, "
+                          "int32, int64 and bool)")
+    return dt
 
 
 @dataclass
@@ -74,6 +76,7 @@ class _Importer:
 
         self.onnx, self.numpy_helper = onnx, numpy_helper
         self.graph = model.graph
+        self.opsets = {o.domain: o.version for o in model.opset_import}
         self.b = Builder()
         self.const: dict[str, np.ndarray] = {}
         self.dyn: dict[str, Value] = {}
@@ -116,20 +119,33 @@ class _Importer:
             self.dyn[name] = self.b.param(name, TensorType(dtype_from_numpy(np.dtype(dt)), tuple(a.shape)))
         return self.dyn[name]
 
+    def fold(self, node, ins: list) -> list[np.ndarray]:
+        """A node with constant inputs, evaluated by ONNX's reference evaluator at the model's opsets."""
+        from onnx.reference import ReferenceEvaluator
+
+        feeds = {name: np.asarray(x) for name, x in zip(node.input, ins) if name}
+        try:
+            return [np.asarray(v) for v in ReferenceEvaluator(node, opsets=self.opsets).run(None, feeds)]
+        except Exception as e:  # the evaluator raises whatever its op implementation raises
+            raise OptionError(f"ONNX node {node.name!r} ({node.op_type}) on constants cannot be evaluated: "
+                              f"{type(e).__name__}: {e}") from None
+
     # -- translation ------------------------------------------------------------
 
     def run(self, output: str, readout: Any) -> OnnxModel:
         for node in self.graph.node:
             ins = [self.value(i) for i in node.input]
             attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
-            if node.op_type not in _RULES:
-                raise OptionError(f"ONNX op {node.op_type!r} (node {node.name!r}) is not supported; supported: "
-                                  f"{', '.join(sorted(_RULES))}")
-            dynamic = any(isinstance(x, Value) for x in ins)
-            try:
-                outs = _RULES[node.op_type](self, node, ins, attrs, dynamic)
-            except SemirError as e:
-                raise type(e)(f"ONNX node {node.name!r} ({node.op_type}): {e}") from None
+            if not any(isinstance(x, Value) for x in ins):
+                outs = self.fold(node, ins)
+            elif node.op_type not in _RULES:
+                raise OptionError(f"ONNX op {node.op_type!r} (node {node.name!r}) on data-dependent values is not "
+                                  f"supported; supported: {', '.join(sorted(_RULES))}")
+            else:
+                try:
+                    outs = _RULES[node.op_type](self, node, ins, attrs)
+                except SemirError as e:
+                    raise type(e)(f"ONNX node {node.name!r} ({node.op_type}): {e}") from None
             for name, v in zip(node.output, outs if isinstance(outs, list) else [outs]):
                 if isinstance(v, Value):
                     self.dyn[name] = v
@@ -156,21 +172,15 @@ class _Importer:
 
 
 def _binary(name: str):
-    npf = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "eq": np.equal}[name]
-
-    def rule(im, node, ins, attrs, dynamic):
+    def rule(im, node, ins, attrs):
         a, b = ins
-        if not dynamic:
-            if name == "div" and np.asarray(a).dtype.kind in "iu":
-                return np.asarray(np.asarray(a) // np.asarray(b))
-            return np.asarray(npf(a, b))
         return B.binary(name, im.as_value(a, node.input[0]), im.as_value(b, node.input[1]))
     return rule
 
 
-def _unary(fn, npf):
-    def rule(im, node, ins, attrs, dynamic):
-        return fn(ins[0]) if dynamic else npf(ins[0])
+def _unary(fn):
+    def rule(im, node, ins, attrs):
+        return fn(ins[0])
     return rule
 
 
@@ -181,53 +191,40 @@ def _axes(im, node, ins, attrs, rank):
     return None if axes is None else [a % rank for a in axes]
 
 
-def _reduce(fn_name, npf):
-    def rule(im, node, ins, attrs, dynamic):
+def _reduce(fn_name):
+    def rule(im, node, ins, attrs):
         x = ins[0]
-        rank = x.ndim if isinstance(x, Value) else np.ndim(x)
-        axes = _axes(im, node, ins, attrs, rank)
         keep = bool(attrs.get("keepdims", 1))
-        if not dynamic:
-            return npf(x, axis=None if axes is None else tuple(axes), keepdims=keep)
-        return getattr(ops, fn_name)(x, axis=axes, keepdims=keep)
+        return getattr(ops, fn_name)(x, axis=_axes(im, node, ins, attrs, x.ndim), keepdims=keep)
     return rule
 
 
-def _reshape_dims(in_shape, target) -> list[int]:
-    target = [int(t) for t in np.asarray(target).ravel()]
-    return [in_shape[i] if t == 0 else t for i, t in enumerate(target)]
-
-
-def _reshape(im, node, ins, attrs, dynamic):
+def _reshape(im, node, ins, attrs):
     x, shape = ins
-    if not dynamic:
-        return np.reshape(x, _reshape_dims(np.shape(x), shape))
-    return ops.reshape(x, _reshape_dims(x.shape, shape))
+    target = [int(t) for t in np.asarray(shape).ravel()]
+    return ops.reshape(x, [x.shape[i] if t == 0 else t for i, t in enumerate(target)])
 
 
-def _unsqueeze(im, node, ins, attrs, dynamic):
+def _unsqueeze(im, node, ins, attrs):
     x = ins[0]
-    shape = list(x.shape if dynamic else np.shape(x))
+    shape = list(x.shape)
     axes = attrs.get("axes") or [int(a) for a in np.asarray(ins[1]).ravel()]
     for a in sorted(a % (len(shape) + len(axes)) for a in axes):
         shape.insert(a, 1)
-    return ops.reshape(x, shape) if dynamic else np.reshape(x, shape)
+    return ops.reshape(x, shape)
 
 
-def _squeeze(im, node, ins, attrs, dynamic):
+def _squeeze(im, node, ins, attrs):
     x = ins[0]
-    shape = list(x.shape if dynamic else np.shape(x))
+    shape = list(x.shape)
     axes = _axes(im, node, ins, attrs, len(shape))
     axes = [i for i, d in enumerate(shape) if d == 1] if axes is None else axes
-    shape = [d for i, d in enumerate(shape) if i not in axes]
-    return ops.reshape(x, shape) if dynamic else np.reshape(x, shape)
+    return ops.reshape(x, [d for i, d in enumerate(shape) if i not in axes])
 
 
-def _gather(im, node, ins, attrs, dynamic):
+def _gather(im, node, ins, attrs):
     data, idx = ins
     axis = attrs.get("axis", 0)
-    if not dynamic:
-        return np.take(data, idx, axis=axis)
     if isinstance(idx, Value):
         if axis != 0:
             raise SemirError("Gather with data-dependent indices is supported on axis 0 only")
@@ -244,9 +241,9 @@ def _gather(im, node, ins, attrs, dynamic):
             range(idx.ndim + axis % rank, idx.ndim + rank - 1)))
 
 
-def _slice(im, node, ins, attrs, dynamic):
+def _slice(im, node, ins, attrs):
     x = ins[0]
-    shape = x.shape if dynamic else np.shape(x)
+    shape = x.shape
     starts, ends = np.asarray(ins[1]).ravel(), np.asarray(ins[2]).ravel()
     axes = np.asarray(ins[3]).ravel() if len(ins) > 3 and ins[3] is not None else np.arange(len(starts))
     steps = np.asarray(ins[4]).ravel() if len(ins) > 4 and ins[4] is not None else np.ones(len(starts), int)
@@ -255,35 +252,26 @@ def _slice(im, node, ins, attrs, dynamic):
         d = shape[int(a) % len(shape)]
         key[int(a) % len(shape)] = slice(*slice(int(max(min(s, d), -d)), int(max(min(e, d), -d - 1)),
                                                 int(st)).indices(d))
-    return x[tuple(key)] if dynamic else np.asarray(x)[tuple(key)]
+    return x[tuple(key)]
 
 
-def _concat(im, node, ins, attrs, dynamic):
-    axis = attrs["axis"]
-    if not dynamic:
-        return np.concatenate([np.atleast_1d(x) for x in ins], axis=axis)
+def _concat(im, node, ins, attrs):
     vals = [im.as_value(x, n) for x, n in zip(ins, node.input)]
-    return ops.concat(vals, axis=axis % vals[0].ndim) if len(vals) > 1 else vals[0]
+    return ops.concat(vals, axis=attrs["axis"] % vals[0].ndim) if len(vals) > 1 else vals[0]
 
 
-def _cast(im, node, ins, attrs, dynamic):
-    to = _onnx_dtype(attrs["to"], f"ONNX Cast node {node.name!r}")
-    if not dynamic:
-        return np.asarray(ins[0]).astype(to)
-    return ops.cast(ins[0], dtype_from_numpy(to).value)
+def _cast(im, node, ins, attrs):
+    return ops.cast(ins[0], dtype_from_numpy(_onnx_dtype(attrs["to"], f"ONNX Cast node {node.name!r}")).value)
 
 
-def _where(im, node, ins, attrs, dynamic):
-    if not dynamic:
-        return np.where(*ins)
+def _where(im, node, ins, attrs):
     c, a, b = ins
     return ops.where(im.as_value(c, node.input[0]), im.as_value(a, node.input[1]), im.as_value(b, node.input[2]))
 
 
-def _expand(im, node, ins, attrs, dynamic):
+def _expand(im, node, ins, attrs):
     x, shape = ins
-    if not dynamic:
-        return x * np.ones([int(d) for d in np.asarray(shape)], dtype=np.asarray(x).dtype)
+    x = im.as_value(x, node.input[0])
     target = np.broadcast_shapes(tuple(x.shape), tuple(int(d) for d in np.asarray(shape)))
     if tuple(target) == tuple(x.shape):
         return x
@@ -293,12 +281,10 @@ def _expand(im, node, ins, attrs, dynamic):
     return x + im.as_value(np.zeros(target, dtype=x.dtype.numpy), node.output[0] + ".zeros")
 
 
-def _clip(im, node, ins, attrs, dynamic):
+def _clip(im, node, ins, attrs):
     x = ins[0]
     lo = ins[1] if len(ins) > 1 else None
     hi = ins[2] if len(ins) > 2 else None
-    if not dynamic:
-        return np.clip(x, lo, hi)
     if lo is not None:
         x = ops.maximum(x, im.as_value(lo, node.input[1]))
     if hi is not None:
@@ -306,7 +292,7 @@ def _clip(im, node, ins, attrs, dynamic):
     return x
 
 
-def _layernorm(im, node, ins, attrs, dynamic):
+def _layernorm(im, node, ins, attrs):
     x, g, b = ins[0], ins[1], ins[2] if len(ins) > 2 else None
     if attrs.get("axis", -1) not in (-1, x.ndim - 1):
         raise SemirError("LayerNormalization is supported over the last axis only")
@@ -316,14 +302,12 @@ def _layernorm(im, node, ins, attrs, dynamic):
     return ops.layernorm(x, g, b, eps=float(attrs.get("epsilon", 1e-5)))
 
 
-def _matmul(im, node, ins, attrs, dynamic):
+def _matmul(im, node, ins, attrs):
     a, b = ins
-    if not dynamic:
-        return np.matmul(a, b)
     return im.as_value(a, node.input[0]) @ im.as_value(b, node.input[1])
 
 
-def _gemm(im, node, ins, attrs, dynamic):
+def _gemm(im, node, ins, attrs):
     a, b = (im.as_value(x, n) for x, n in zip(ins[:2], node.input[:2]))
     if attrs.get("transA"):
         a = ops.transpose(a)
@@ -335,48 +319,28 @@ def _gemm(im, node, ins, attrs, dynamic):
     return y
 
 
-def _pow(im, node, ins, attrs, dynamic):
+def _pow(im, node, ins, attrs):
     x, p = ins
     if isinstance(p, Value):
         raise SemirError("Pow needs a constant exponent")
-    return B.power(x, np.asarray(p).item()) if dynamic else np.power(x, p)
+    return B.power(x, np.asarray(p).item())
 
 
-def _softmax(im, node, ins, attrs, dynamic):
-    return ops.softmax(ins[0], axis=attrs.get("axis", -1)) if dynamic else None
+def _shape(im, node, ins, attrs):  # of a data-dependent value: its static shape, a constant
+    return np.asarray(ins[0].shape, dtype=np.int64)
 
 
-def _constant(im, node, ins, attrs, dynamic):
-    for k in ("value", "value_float", "value_int", "value_floats", "value_ints"):
-        if k in attrs:
-            v = attrs[k]
-            return im.numpy_helper.to_array(v) if k == "value" else np.asarray(v)
-    raise SemirError("Constant without a value")
-
-
-def _constant_of_shape(im, node, ins, attrs, dynamic):
-    v = im.numpy_helper.to_array(attrs["value"]) if "value" in attrs else np.zeros(1, np.float32)
-    return np.full([int(d) for d in np.asarray(ins[0])], v.ravel()[0], dtype=v.dtype)
-
-
-def _shape(im, node, ins, attrs, dynamic):
-    x = ins[0]
-    return np.asarray(x.shape if isinstance(x, Value) else np.shape(x), dtype=np.int64)
-
-
+# How each ONNX op on data-dependent values becomes IR (nodes on constants are folded by ``_Importer.fold``).
 _RULES = {
     "Add": _binary("add"), "Sub": _binary("sub"), "Mul": _binary("mul"), "Div": _binary("div"),
     "Equal": _binary("eq"), "MatMul": _matmul, "Gemm": _gemm, "Pow": _pow,
-    "Sqrt": _unary(ops.sqrt, np.sqrt), "Erf": _unary(ops.erf, lambda x: np.vectorize(__import__("math").erf)(x)),
-    "Tanh": _unary(ops.tanh, np.tanh), "Relu": _unary(ops.relu, lambda x: np.maximum(x, 0)),
-    "Exp": _unary(ops.exp, np.exp), "Log": _unary(ops.log, np.log), "Neg": _unary(lambda x: -x, np.negative),
-    "Identity": _unary(lambda x: x, lambda x: x), "Softmax": _softmax, "LayerNormalization": _layernorm,
-    "ReduceMean": _reduce("mean", np.mean), "ReduceSum": _reduce("sum", np.sum), "Gather": _gather,
-    "Reshape": _reshape, "Transpose": lambda im, n, ins, a, d: (
-        ops.transpose(ins[0], list(a["perm"])) if d else np.transpose(ins[0], a.get("perm"))),
+    "Sqrt": _unary(ops.sqrt), "Erf": _unary(ops.erf), "Tanh": _unary(ops.tanh), "Relu": _unary(ops.relu),
+    "Exp": _unary(ops.exp), "Log": _unary(ops.log), "Neg": _unary(lambda x: -x), "Identity": _unary(lambda x: x),
+    "Softmax": lambda im, n, ins, a: ops.softmax(ins[0], axis=a.get("axis", -1)),
+    "LayerNormalization": _layernorm, "ReduceMean": _reduce("mean"), "ReduceSum": _reduce("sum"),
+    "Gather": _gather, "Reshape": _reshape, "Transpose": lambda im, n, ins, a: ops.transpose(ins[0], list(a["perm"])),
     "Unsqueeze": _unsqueeze, "Squeeze": _squeeze, "Concat": _concat, "Cast": _cast, "Where": _where,
-    "Expand": _expand, "Clip": _clip, "Slice": _slice, "Constant": _constant,
-    "ConstantOfShape": _constant_of_shape, "Shape": _shape,
+    "Expand": _expand, "Clip": _clip, "Slice": _slice, "Shape": _shape,
 }
 
 
