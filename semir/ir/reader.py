@@ -14,6 +14,7 @@ from ..errors import SourceError
 from .node import Loc, Node, Program
 from .ops import Op
 from .type_syntax import parse_dim, type_from_tree
+from .verify import verify
 
 LITERALS = {"true": True, "false": False, "null": None, "NaN": float("nan"), "Infinity": float("inf")}
 DIRECTIVES = ("return", "alias", "fuse")
@@ -162,7 +163,5 @@ def parse_ir(text: str, file: str = "<ir>") -> Program:
         prog = reader.program(tree)
     except ValueError as e:  # a bad dimension inside an attribute
         raise SourceError(str(e), file) from None
-    from ..passes.verify import verify
-
     verify(prog)
     return prog

@@ -9,7 +9,6 @@ materialised, so a ``wrt`` node inside a group stays observable.
 
 from __future__ import annotations
 
-from ..errors import TypeCheckError
 from ..ir.node import Program
 from ..ir.ops import ELEMENTWISE
 from .base import PassContext, register
@@ -45,27 +44,6 @@ def fusion_groups(prog: Program, max_members: int = MAX_MEMBERS) -> tuple[tuple[
         taken |= members
         groups.append(sorted(members))
     return tuple(tuple(prog.nodes[m].name for m in g) for g in reversed(groups) if len(g) > 1)
-
-
-def check_groups(prog: Program) -> None:
-    """Refuse groups a generator would compute wrongly (from IR text, say): unknown or non-elementwise
-    members, mixed shapes, a node in two groups, or a member other than the root read outside its group."""
-    users = prog.users()
-    seen: set[str] = set()
-    for group in prog.fused:
-        root = prog.by_name.get(group[-1]) if group else None
-        if root is None or root.op not in ELEMENTWISE or len(group) < 2:
-            raise TypeCheckError(f"fuse {', '.join(group)}: a group is two or more elementwise nodes, its root last")
-        for name in group:
-            n = prog.by_name.get(name)
-            if n is None or n.op not in ELEMENTWISE or n.type.shape != root.type.shape:
-                raise TypeCheckError(f"fuse {', '.join(group)}: {name!r} is not an elementwise node of the "
-                                     f"root's shape {root.type.shape}")
-            if name in seen:
-                raise TypeCheckError(f"fuse: {name!r} is in two groups")
-            seen.add(name)
-            if name != root.name and (name == prog.output or not set(users[name]) <= set(group)):
-                raise TypeCheckError(f"fuse {', '.join(group)}: {name!r} is read outside the group")
 
 
 @register("fuse")

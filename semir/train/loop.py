@@ -14,7 +14,7 @@ from ..errors import InputError, OptionError
 from ..ir.node import Node, Program, make_attrs
 from ..ir.ops import Op
 from ..ir.types import TensorType
-from ..passes.verify import verify
+from ..ir.verify import verify
 from ..progress import Progress
 from .optim import Adam
 
