@@ -1,4 +1,4 @@
-"""The ``semir`` command: SPEC §4 surfaces, and user errors exit 2 without a traceback."""
+"""The ``semir`` command: CONTRACT §4 surfaces, and user errors exit 2 without a traceback."""
 
 import json
 import math

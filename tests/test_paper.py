@@ -1,4 +1,4 @@
-"""SPEC §2 / issue 3 cases, with expected values derived here from the paths, by hand."""
+"""CONTRACT §2 / issue 3 cases, with expected values derived here from the paths, by hand."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The reference backend equals the path-enumeration oracle, for every semiring (SPEC §5)."""
+"""The reference backend equals the path-enumeration oracle, for every semiring (CONTRACT §5)."""
 
 import math
 import os

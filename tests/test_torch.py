@@ -1,4 +1,4 @@
-"""sum_product equals torch autograd on the same model (SPEC §5), where torch is installed."""
+"""sum_product equals torch autograd on the same model (CONTRACT §5), where torch is installed."""
 
 import sys
 from pathlib import Path

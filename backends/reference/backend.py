@@ -1,4 +1,4 @@
-"""The reference backend: the executable specification of SPEC §2.
+"""The reference backend: the executable specification of CONTRACT §2.
 
 Forward: every node by its NumPy rule. Backward: Algorithm 2 over the
 explicit scalar edges of every node (``jacobian.py``), in one reverse

@@ -1,4 +1,4 @@
-"""brunoflow's combination rule for max-product, on explicit edges (SPEC: the paper engine's semantics).
+"""brunoflow's combination rule for max-product, on explicit edges (CONTRACT §2: the paper engine's semantics).
 
 brunoflow runs, for every consumer of a node and every operand slot, the op's ordinary vector-Jacobian
 product twice: on the consumer's max (hi) and on its min (lo). Inside the op the terms are *summed* (a matmul

@@ -1,4 +1,4 @@
-"""Local Jacobians: for every op, its structural scalar edges and their weights (SPEC §2).
+"""Local Jacobians: for every op, its structural scalar edges and their weights (CONTRACT §2).
 
 A rule returns one entry per operand slot: ``None`` for a slot with no
 edges (integer ids, boolean conditions, detached values), else an

@@ -1,7 +1,7 @@
 """Pass objects and their registry.
 
 A pass takes a verified program and returns a program with the same
-semiring results at every node it keeps (SPEC §2: no pass may change a
+semiring results at every node it keeps (CONTRACT §2: no pass may change a
 result). Each states its contract in its docstring.
 """
 

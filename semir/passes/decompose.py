@@ -1,6 +1,6 @@
 """``decompose``: lower softmax, log_softmax, layernorm and gelu into elementary ops.
 
-This is the granularity option of SPEC §2, not a semantics-preserving
+This is the granularity option of CONTRACT §2, not a semantics-preserving
 rewrite: forward values and the gradient (sum_product) are unchanged, but
 the gradient graph becomes finer, so other semirings see more paths. The
 stabilising max-subtraction goes through ``detach`` and creates no edges,

@@ -1,4 +1,4 @@
-"""The registered semirings (SPEC §2 table), each a :class:`Semiring` value: backend-neutral data. Their
+"""The registered semirings (CONTRACT §2 table), each a :class:`Semiring` value: backend-neutral data. Their
 Numba and CUDA kernels live in ``backends/semiring_kernels.py``."""
 
 from __future__ import annotations

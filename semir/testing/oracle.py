@@ -4,7 +4,7 @@ It expands a program into its scalar gradient graph with its own rules,
 written element by element with plain loops and scalar derivative formulas
 (independent of ``backends/reference/jacobian.py``), enumerates every path
 from an element to the output explicitly, and computes each semiring's
-value *by definition* from the multiset of path products (SPEC §2), without
+value *by definition* from the multiset of path products (CONTRACT §2), without
 using any semiring's ⊕ or ⊗.
 """
 
