@@ -3,6 +3,7 @@ threading layer, each configuration in a fresh process.
 
     python benchmarks/bench_threads.py                 # omp and workqueue, with and without `import torch`
     python benchmarks/bench_threads.py --layers omp tbb   # tbb: pip install "semir[tbb]"
+    python benchmarks/bench_threads.py --layers default   # what semir picks with NUMBA_THREADING_LAYER unset
     taskset -c 0 python benchmarks/bench_threads.py --threads 1 --layers omp --without-torch   # one core
 
 Numba's omp layer shares the OpenMP runtime that torch initialises; the workqueue layer does not, but it is
@@ -52,8 +53,11 @@ def main() -> None:
     print(f"{'layer':10s} {'torch':6s} {'sum_product ms':>15s} {'max_product ms':>15s} {'entropy ms':>11s}")
     for layer in args.layers:
         for torch in (False,) if args.without_torch else (False, True):
-            env = {**os.environ, "NUMBA_THREADING_LAYER": layer, "NUMBA_NUM_THREADS": str(args.threads),
-                   "OMP_NUM_THREADS": str(args.threads), "OPENBLAS_NUM_THREADS": str(args.threads)}
+            env = {**{k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"},
+                   "NUMBA_NUM_THREADS": str(args.threads), "OMP_NUM_THREADS": str(args.threads),
+                   "OPENBLAS_NUM_THREADS": str(args.threads)}
+            if layer != "default":  # "default": semir's choice, the variable unset
+                env["NUMBA_THREADING_LAYER"] = layer
             p = subprocess.run([sys.executable, "-c", CHILD.format(torch=torch, here=str(HERE))], env=env,
                                capture_output=True, text=True)
             if p.returncode:

@@ -70,16 +70,19 @@ def test_concurrent_calls_equal_serial(semiring):
         assert numba.threading_layer() == os.environ["SEMIR_EXPECT_LAYER"]
 
 
-def test_the_tbb_layer_loads_from_the_wheel_and_is_reentrant():
-    """NUMBA_THREADING_LAYER=tbb with the PyPI tbb wheel (pip install "semir[tbb]"): semir loads the wheel's
-    libtbb, which the dynamic loader would not find, and the kernels stay re-entrant on it."""
+@pytest.mark.parametrize("chosen, expect", [("tbb", "tbb"), (None, "tbb"), ("omp", "omp")])
+def test_the_tbb_layer_loads_from_the_wheel_and_is_reentrant(chosen, expect):
+    """With the PyPI tbb wheel installed (pip install "semir[tbb]"), semir loads the wheel's libtbb, which the
+    dynamic loader would not find: Numba's default then picks TBB, as does NUMBA_THREADING_LAYER=tbb, and the
+    kernels stay re-entrant on it; a layer the user chose otherwise is kept."""
     from importlib.metadata import PackageNotFoundError, distribution
 
     try:
         distribution("tbb")  # the wheel ships libraries only; the test extra installs it
     except PackageNotFoundError:
         pytest.skip("pip install tbb (the test extra installs it)")
-    env = {**os.environ, "NUMBA_THREADING_LAYER": "tbb", "SEMIR_EXPECT_LAYER": "tbb"}
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    env.update({"SEMIR_EXPECT_LAYER": expect, **({"NUMBA_THREADING_LAYER": chosen} if chosen else {})})
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
                         f"{__file__}::test_concurrent_calls_equal_serial"], env=env, capture_output=True, text=True,
                        cwd=Path(__file__).parent)

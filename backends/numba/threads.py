@@ -4,13 +4,14 @@
 while idle, and alternating BLAS calls with parallel kernels (as every backward sweep does) then ran up to 10x
 slower on few cores. Numba starts its thread pool at the first parallel kernel, after this.
 
-Numba's TBB threading layer from the PyPI ``tbb`` wheel, when the user chose it.
-
-The omp layer shares the OpenMP runtime torch loads, and with torch imported first it ran sum_product 6.5x
-slower; workqueue is unaffected but not thread-safe. TBB is both (docs/BENCHMARKS.md §6c). The wheel puts
-``libtbb.so.12`` in the environment's ``lib/``, which the dynamic loader does not search, so Numba reports TBB
-missing. With ``NUMBA_THREADING_LAYER=tbb`` (and only then) the library is loaded here first, globally, so
-Numba's TBB pool finds it. Nothing changes for any other choice.
+The TBB threading layer wherever the PyPI ``tbb`` wheel is installed (``pip install "semir[tbb]"``; the
+``torch`` extra brings it). Numba's own default order is tbb, omp, workqueue, but the wheel puts
+``libtbb.so.12`` in the environment's ``lib/``, which the dynamic loader does not search, so Numba would fall
+back to omp. The omp layer shares the OpenMP runtime torch loads, and with torch imported first it ran
+sum_product 6x slower on 2 threads; workqueue is unaffected but not thread-safe. TBB is both
+(docs/BENCHMARKS.md §6c). So unless the user chose a layer TBB cannot serve, the wheel's library is loaded
+here, globally, before Numba starts its pool, and Numba's default picks it. Without the wheel nothing
+changes.
 """
 
 from __future__ import annotations
@@ -36,9 +37,13 @@ def configure() -> None:
             _DONE.set()
 
 
+# Numba layers (NUMBA_THREADING_LAYER) that TBB can serve: the default order, "safe" (tbb only), "threadsafe".
+TBB_LAYERS = ("", "default", "tbb", "safe", "threadsafe")
+
+
 def preload_tbb() -> bool:
-    """Load the wheel's libtbb if the user asked for the tbb layer; True if it was loaded here."""
-    if os.environ.get("NUMBA_THREADING_LAYER", "").lower() != "tbb":
+    """Load the wheel's libtbb unless the user chose a layer TBB cannot serve; True if it was loaded here."""
+    if os.environ.get("NUMBA_THREADING_LAYER", "").lower() not in TBB_LAYERS:
         return False
     for lib in (Path(sys.prefix) / "lib" / "libtbb.so.12", Path(sys.base_prefix) / "lib" / "libtbb.so.12"):
         if lib.exists():
