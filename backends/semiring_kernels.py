@@ -68,7 +68,7 @@ def _ring_gemm(name: str, contract, U, V, other, ao, bo, yo, M, K, N, slot: str)
         Y = {f: V[i][:nb * M * N].reshape(nb, M, N) for i, f in enumerate(names)}
         W = (other[:nb * K * N].reshape(nb, K, N) if slot == "a" else other[:nb * M * K].reshape(nb, M, K))
         shape = (nb, M, K) if slot == "a" else (nb, K, N)
-        cand, redo = contract(Y, W.astype(np.float64), slot)
+        cand, redo = contract(Y, W, slot)  # W in the program's dtype: each contraction widens what it needs
         if not redo.any():
             size = int(np.prod(shape))
             cur = {f: U[i][:size].reshape(shape) for i, f in enumerate(names)}
@@ -83,7 +83,7 @@ def _ring_gemm(name: str, contract, U, V, other, ao, bo, yo, M, K, N, slot: str)
         else:
             W, start, shape = other[ao[b]:ao[b] + M * K].reshape(M, K), bo[b], (K, N)
         size = shape[0] * shape[1]
-        cand, redo = contract(Y, W.astype(np.float64), slot)
+        cand, redo = contract(Y, W, slot)  # W in the program's dtype: each contraction widens what it needs
         for p, q in zip(*np.nonzero(redo)):  # exact ⊕ of the individual edges
             if slot == "a":
                 st, w = {f: Y[f][p, :] for f in names}, W[q, :]
@@ -126,8 +126,9 @@ def _entropy_contract(Y, W, slot):
     c, zs = _shifted(lz, slot)
     logzs = np.where(zs > 0, lz - c, 0.0)
     t = zs * (Y["h"].astype(np.float64) - logzs)
-    aw = np.abs(W)
-    awl = np.where(aw > 0, aw * np.log(np.where(aw > 0, aw, 1.0)), 0.0)
+    from .numba.contractions import abs_xlogx
+
+    aw, awl = abs_xlogx(W)  # one compiled pass instead of eight NumPy ones
     A, B, C = _mm(zs, aw, slot), _mm(zs, awl, slot), _mm(t, aw, slot)
     with np.errstate(divide="ignore", invalid="ignore"):
         logA = np.log(A)
@@ -139,7 +140,7 @@ def _entropy_contract(Y, W, slot):
 def _log_contract(Y, W, slot):
     lz = Y["logz"].astype(np.float64)
     c, zs = _shifted(lz, slot)
-    aw = np.abs(W)
+    aw = np.abs(W, dtype=np.float64)
     A = _mm(zs, aw, slot)
     with np.errstate(divide="ignore"):
         logz = np.where(A > 0, c + np.log(A), -np.inf)
