@@ -55,6 +55,14 @@ def _describe(obj, out: list, depth: int = 0) -> None:
             _describe(cell.cell_contents, out, depth + 1)
         for d in obj.__defaults__ or ():
             _describe(d, out, depth + 1)
+        # the globals it reads: Numba freezes their values into the compiled code, so a changed global
+        # must change the token (and so the cached module), as a changed closure value does
+        for name in sorted(_global_names(obj.__code__)):
+            if name in obj.__globals__:
+                out.append(name)
+                _describe(obj.__globals__[name], out, depth + 1)
+    elif isinstance(obj, np.ndarray):
+        out.append(f"ndarray:{obj.dtype}:{obj.shape}:{hashlib.sha256(np.ascontiguousarray(obj).tobytes()).hexdigest()}")
     elif isinstance(obj, types.CodeType):
         out.append(obj.co_code.hex())
         out.append(repr(obj.co_names))
@@ -63,6 +71,14 @@ def _describe(obj, out: list, depth: int = 0) -> None:
     else:  # a builtin, a module, a number: its kind, name and repr
         out.append(f"{type(obj).__qualname__}:{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}:"
                    f"{obj!r}")
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):  # nested functions and comprehensions read the same globals
+            names |= _global_names(c)
+    return names
 
 
 def token(fns: ScalarFunctions) -> str:

@@ -76,6 +76,31 @@ def test_changing_a_definition_never_reuses_the_cached_module():
     assert float(a["x"]) != float(b["x"])
 
 
+SCALE = 2.0
+
+
+def _scaled(w):
+    return SCALE * w
+
+
+def test_a_changed_global_never_reuses_the_compiled_functions():
+    # Numba freezes a global's value into compiled code: the same function reading another value of SCALE
+    # must compile again (and get another cached module), never give the old numbers
+    global SCALE
+    prog = as_f64(semir.load(EXAMPLES / "paper_fig1.semir"))
+    got = []
+    try:
+        for SCALE in (2.0, 5.0):  # noqa: B007  (the global _scaled reads)
+            sr = semir.semirings.from_scalar("scaled_global", 0.0, 1.0, lambda a, b: a + b, lambda a, b: a * b,
+                                             _scaled)
+            got.append((float(semir.compile(prog, sr, backend="numba")(x=1.0, y=2.0)["x"]),
+                        float(semir.compile(prog, sr, backend="reference")(x=1.0, y=2.0)["x"])))
+    finally:
+        SCALE = 2.0
+    assert got[0][0] == pytest.approx(got[0][1], rel=1e-12) and got[1][0] == pytest.approx(got[1][1], rel=1e-12)
+    assert got[0][0] != got[1][0]
+
+
 def test_cuda_refuses_a_user_semiring_with_the_backends_that_take_it():
     with pytest.raises(semir.OptionError, match="backend 'numba'"):
         semir.compile(semir.load(EXAMPLES / "paper_fig1.semir"), PLAIN, backend="cuda")
