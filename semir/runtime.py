@@ -84,11 +84,27 @@ def _convert(name: str, value: Any, t: TensorType, env: dict, allow_nonfinite: b
                              isinstance(d, SymDim) for d in t.shape) else ""))
     env.update(trial)
     out = _cast(name, a, t)
-    if out.dtype.kind == "f" and not allow_nonfinite and not np.all(np.isfinite(out)):
+    if out.dtype.kind == "f" and not allow_nonfinite and not _all_finite(out):
         bad = "NaN" if np.any(np.isnan(out)) else "inf"
         raise InputError(f"input {name!r} contains {bad}; pass allow_nonfinite=True (CLI: --allow-nonfinite) "
                          "to run anyway")
     return out
+
+
+_EXPONENT = {np.dtype(np.float32): (np.int32, np.int32(0x7F800000)),
+             np.dtype(np.float64): (np.int64, np.int64(0x7FF0000000000000))}
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """No NaN or inf in ``a``. Large contiguous arrays (a model's weights, on every call) are checked by their
+    exponent bits in one compiled pass, without the boolean temporary of ``np.isfinite`` (10.6 M weights of
+    MiniLM's shape: 3 ms a call, a tenth of a gradient)."""
+    if a.size < 65536 or a.dtype not in _EXPONENT or not a.flags.c_contiguous:
+        return bool(np.all(np.isfinite(a)))
+    from semir.backends.numba.prelude import count_nonfinite
+
+    view, mask = _EXPONENT[a.dtype]
+    return count_nonfinite(a.reshape(-1).view(view), mask) == 0
 
 
 def _cast(name: str, a: np.ndarray, t: TensorType) -> np.ndarray:

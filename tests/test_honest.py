@@ -234,3 +234,18 @@ def test_register_never_silently_shadows_a_semiring():
     with pytest.raises(OptionError, match="already registered"):
         semir.semirings.register(mine)
     semir.semirings.register(mine, replace=True)
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f64"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_nonfinite_value_in_a_large_input_is_refused(dtype, bad):
+    # large contiguous inputs are checked by their exponent bits (semir.runtime._all_finite), not np.isfinite
+    prog = semir.parse(f"def f(w: {dtype}[300, 300], x: {dtype}[300]) -> {dtype} {{\n  return sum(w @ x)\n}}")
+    k = semir.compile(prog, "sum_product", backend="reference")
+    w = np.ones((300, 300), np.float32 if dtype == "f32" else np.float64)
+    assert k(w=w, x=w[0]).output == 300 * 300
+    w[123, 45] = bad
+    with pytest.raises(semir.InputError, match="'w' contains (NaN|inf)"):
+        k(w=w, x=w[0].copy() * 0 + 1)
+    w[123, 45] = np.finfo(w.dtype).max  # the largest finite value passes
+    k(w=w, x=np.zeros(300, w.dtype))

@@ -76,4 +76,14 @@ def log_positive(x, out, n):
         out[i] = k * LN2_HI + (2.0 * s + (2.0 * s * z * p + k * LN2_LO))
 
 
+@njit(cache=True, _nrt=False)
+def count_nonfinite(bits, mask):
+    """How many of the floats whose bit patterns are ``bits`` (an int32 or int64 view) are inf or NaN: all
+    exponent bits (``mask``) set. An integer test and count, so the loop vectorises; no temporary array."""
+    bad = 0
+    for i in range(bits.shape[0]):
+        bad += (bits[i] & mask) == mask
+    return bad
+
+
 protect(sys.modules[__name__])  # checksummed disk cache for the helpers above (see checked_cache.py)
