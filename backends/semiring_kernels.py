@@ -197,12 +197,15 @@ def _ent_merge(U_logz, U_h, j, c, A, B, C, tmp):
 
 # Layernorm: w_ij = g_i m_ij with g_i = γ_i/σ and m_ij = δ_ij - 1/n - x̂_i x̂_j/n, so |w| log|w| =
 # |g_i| |m_ij| (log|g_i| + log|m_ij|): one log per (i, j) left, computed a consumer row at a time by the
-# vectorised log_positive instead of libm (the rows are dense: n² logs for n per row).
+# vectorised log_positive instead of libm (the rows are dense: n² logs for n per row), in float32 for a
+# float32 program (log_positive32: the reference's logs are float32 there too).
 _ENTROPY_LAYERNORM = """
 @njit(cache=True, _nrt=False, error_model="numpy")
-def _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S, idx):
+def _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S, S32, idx):
     start = r * n
     zs, t, a, b, q, lq, A, B, C, tmp = S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7], S[8], S[9]
+    q32, lq32 = S32[0], S32[1]
+    single = xhat.itemsize == 4  # a float32 program: float32 logs, as the reference takes them
     for ii in range(n):
         idx[ii] = start + ii
     c = _ent_shift(V_logz, V_h, idx, zs, t)
@@ -224,7 +227,14 @@ def _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S, idx):
         for jj in range(n):
             q[jj] = abs(1.0 / n + xi * xrow[jj])
         q[ii] = abs(1.0 - 1.0 / n - xi * xhat[start + ii])
-        log_positive(q, lq, n)
+        if single:  # 0.33 ns a log against 0.9 (log_positive32); the sums stay float64
+            for jj in range(n):
+                q32[jj] = q[jj]
+            log_positive32(q32, lq32, n)
+            for jj in range(n):
+                lq[jj] = lq32[jj]
+        else:
+            log_positive(q, lq, n)
         ai = a[ii]
         bi = b[ii]
         ti = t[ii]
@@ -247,9 +257,10 @@ def _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S, idx):
 @njit(cache=True, parallel=True)
 def bwd_layernorm({U}, {V}, xhat, inv, gamma, rows, n, base):
     S = np.empty((rows, 10, max(n, 2)))
+    S32 = np.empty((rows, 2, n), np.float32)
     idx = np.empty((rows, n), np.int64)
     for r in prange(rows):
-        _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S[r], idx[r])
+        _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S[r], S32[r], idx[r])
 """
 
 

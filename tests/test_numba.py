@@ -237,6 +237,21 @@ def test_vectorised_log_within_two_ulp():
     assert np.all(np.abs(out - ref) <= 2 * np.spacing(np.abs(ref)) + (ref == 0) * 1e-300)
 
 
+def test_float32_vectorised_log_within_two_ulp():
+    # against float64's log rounded to float32: the ulps of the float32 result
+    from semir.backends.numba.prelude import log_positive32
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate([np.exp(rng.uniform(-87, 88, 20000)), 1 + rng.uniform(-1e-3, 1e-3, 2000),
+                        [1.0, np.sqrt(2.0), np.sqrt(0.5), 1.1754944e-38, 3.4028235e38]]).astype(np.float32)
+    x = x[np.isfinite(x) & (x >= np.finfo(np.float32).tiny)]
+    out = np.empty_like(x)
+    log_positive32(x, out, len(x))
+    ref = np.log(x.astype(np.float64))
+    ulp = np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
+    assert np.all(np.abs(out.astype(np.float64) - ref) <= 2 * ulp + (ref == 0) * 1e-38)
+
+
 def test_emit_llvm_from_a_warm_cache_equals_a_cold_one(tmp_path):
     # Numba cannot show the IR of machine code loaded from its disk cache; emit recompiles those kernels.
     code = textwrap.dedent(f"""

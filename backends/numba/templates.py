@@ -20,7 +20,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from semir.backends.numba.prelude import log_positive  # noqa: F401  (semiring kernels may use it)
+from semir.backends.numba.prelude import log_positive, log_positive32  # noqa: F401  (semiring kernels use them)
 
 EDGE_NONE = np.iinfo(np.int64).max
 
