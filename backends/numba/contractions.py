@@ -2,8 +2,8 @@
 
 A shifted contraction needs per-weight operands (|W| and |W|·log|W|, in float64) on every call. As NumPy
 expressions they took eight passes over the weight, about 6 ms for a 384×1536 weight on one core; fused
-into one compiled pass with the vectorised log they take 0.6 ms. The arithmetic is the same (float64, the
-log within 2 ulp of libm's), so results agree with the NumPy form to rounding.
+into one compiled pass with the vectorised log they take 0.6 ms (float32 weights: 0.3 ms, their log taken in
+float32, as the reference takes it for a float32 program). Results agree with the NumPy form to rounding.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from .checked_cache import protect
-from .prelude import log_positive
+from .prelude import log_positive, log_positive32
 
 
 @njit(cache=True, error_model="numpy")
@@ -29,11 +29,27 @@ def _abs_xlogx(w, aw, awl, tmp):
         awl[i] = aw[i] * awl[i]
 
 
+@njit(cache=True, error_model="numpy")
+def _abs_xlogx32(w, aw, awl, tmp, lw):
+    # a float32 weight: its log in float32 (log_positive32, 0.33 against 0.9 ns), as the reference takes it
+    n = w.shape[0]
+    for i in range(n):
+        x = abs(w[i])
+        aw[i] = x
+        tmp[i] = x if x > 0 else np.float32(1.0)
+    log_positive32(tmp, lw, n)
+    for i in range(n):
+        awl[i] = aw[i] * np.float64(lw[i])
+
+
 def abs_xlogx(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(|W|, |W|·log|W|) in float64, shaped like ``W``; 0·log 0 = 0."""
+    """(|W|, |W|·log|W|) in float64, shaped like ``W``; 0·log 0 = 0. The log is taken in W's precision."""
     flat = np.ascontiguousarray(W).reshape(-1)
-    aw, awl, tmp = np.empty(flat.size), np.empty(flat.size), np.empty(flat.size)
-    _abs_xlogx(flat, aw, awl, tmp)
+    aw, awl = np.empty(flat.size), np.empty(flat.size)
+    if flat.dtype == np.float32:
+        _abs_xlogx32(flat, aw, awl, np.empty(flat.size, np.float32), np.empty(flat.size, np.float32))
+    else:
+        _abs_xlogx(flat, aw, awl, np.empty(flat.size))
     return aw.reshape(W.shape), awl.reshape(W.shape)
 
 
