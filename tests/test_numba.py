@@ -284,3 +284,21 @@ def test_softmax_rows_on_every_axis_equal_reference(semiring):
     got = semir.compile(prog, semiring, backend="numba")(**ins)
     compare(got, ref, semiring, rtol=1e-12, atol=1e-15)
     compare_paths(got, ref, semiring, {}, limit=60)
+
+
+@pytest.mark.parametrize("semiring", ["max_product", "max_abs"])
+def test_max_times_slot_b_with_shared_blocks_and_ties(semiring):
+    # D_B of a broadcast batched matmul: blocks of b shared by batches in a non-contiguous pattern, small
+    # integers so candidates tie exactly (the lowest edge must win), a zero row (no path through it)
+    prog = semir.parse(textwrap.dedent("""
+        def main(a: f64[2, 1, 3, 4], b: f64[5, 4, 2], u: f64[2, 5, 3, 2]) -> f64 {
+            return sum((a @ b) * u)
+        }"""))
+    rng = np.random.default_rng(4)
+    ins = {name: rng.integers(-2, 3, size=shape).astype(float)
+           for name, shape in (("a", (2, 1, 3, 4)), ("b", (5, 4, 2)), ("u", (2, 5, 3, 2)))}
+    ins["u"][1, 2] = 0.0
+    ref = semir.compile(prog, semiring, backend="reference")(**ins)
+    got = semir.compile(prog, semiring, backend="numba")(**ins)
+    compare(got, ref, semiring, rtol=0, atol=0)
+    compare_paths(got, ref, semiring, {}, limit=200)

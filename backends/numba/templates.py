@@ -213,8 +213,9 @@ def instantiate(semiring) -> str:
     U, V = field_args(semiring, "U", "V")
     acc = ("\n\n" + k.prelude if k.prelude else "") + "\n\n" + JIT + "\n" + k.acc.strip() + "\n"
     matmul = MATMUL.format(U=U, V=V)
-    if k.matmul:  # the semiring's own slot-A contraction replaces the generic one
-        matmul = "\n\n" + k.matmul.strip() + "\n" + matmul[_start(matmul, "matmul_bwd_b"):]
+    if k.matmul:  # the semiring's own slot-A contraction (and slot B, where it has one) replace the generic ones
+        rest = "" if "\ndef matmul_bwd_b(" in k.matmul else matmul[_start(matmul, "matmul_bwd_b"):]
+        matmul = "\n\n" + k.matmul.strip() + "\n" + rest
     kernels = KERNELS.format(U=U, V=V)
     if k.reduce:  # register-local dense row kernels replace the per-edge ones
         kernels = kernels[:_start(kernels, "bwd_softmax")]
