@@ -486,6 +486,23 @@ def _mp_reset(bh, bl, eh, el, count):
         el[k] = -1
 
 
+@njit(cache=True, _nrt=False, error_model="numpy", inline="always")
+def _mp_pick(bh, bl, eh, el, jj, w, vh, vl, ni):
+    # one candidate edge (weight w from consumer ni, whose state is (vh, vl)) against slot jj's bests: the
+    # best is max(w·hi, w·lo) and the worst min(w·hi, w·lo) whatever w's sign; strict comparisons keep the
+    # first consumer. As selects and int32 slots the caller's loop over jj vectorises.
+    p = w * vh
+    q = w * vl
+    ch = p if p > q else q
+    cl = q if p > q else p
+    better = (ch > bh[jj]) | (eh[jj] < 0)
+    bh[jj] = ch if better else bh[jj]
+    eh[jj] = ni if better else eh[jj]
+    worse = (cl < bl[jj]) | (el[jj] < 0)
+    bl[jj] = cl if worse else bl[jj]
+    el[jj] = ni if worse else el[jj]
+
+
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, count, j0, e0):
     # ⊕ of per-slot bests (value, index of the winning edge within the row) into operand elements
@@ -521,16 +538,7 @@ def _mp_ln_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, xhat, inv, gamma, n
         for jj in range(n):
             d = 1.0 if ii == jj else 0.0
             w = xhat.dtype.type(gi * (d - 1.0 / n - xi * (xrow[jj] / n)))  # rounded as the reference
-            p = w * vh
-            q = w * vl
-            ch = p if p > q else q  # as in the matmul: selects and int32 slots vectorise
-            cl = q if p > q else p
-            better = (ch > bh[jj]) | (eh[jj] < 0)
-            bh[jj] = ch if better else bh[jj]
-            eh[jj] = ni if better else eh[jj]
-            worse = (cl < bl[jj]) | (el[jj] < 0)
-            bl[jj] = cl if worse else bl[jj]
-            el[jj] = ni if worse else el[jj]
+            _mp_pick(bh, bl, eh, el, jj, w, vh, vl, ni)
     _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, n, start, base + start)
 
 
@@ -568,16 +576,7 @@ def _mp_sm_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, s, n, inner, log, b
         for jj in range(n):
             d = 1.0 if ii == jj else 0.0
             w = s.dtype.type(d - sj[jj]) if log else s.dtype.type(si * (d - sj[jj]))
-            p = w * vh
-            q = w * vl
-            ch = p if p > q else q
-            cl = q if p > q else p
-            better = (ch > bh[jj]) | (eh[jj] < 0)
-            bh[jj] = ch if better else bh[jj]
-            eh[jj] = ni if better else eh[jj]
-            worse = (cl < bl[jj]) | (el[jj] < 0)
-            bl[jj] = cl if worse else bl[jj]
-            el[jj] = ni if worse else el[jj]
+            _mp_pick(bh, bl, eh, el, jj, w, vh, vl, ni)
     for jj in range(n):
         if eh[jj] < 0:
             continue
