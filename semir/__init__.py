@@ -1,5 +1,14 @@
 """semir: a compiler for semiring backpropagation."""
 
+import importlib.util as _util
+
+# backends/ and grammar/ sit beside semir/ in the repository and map into the package only through an install
+# (``pip install -e .`` for a checkout). Imported from a bare checkout, say so instead of failing later with
+# a bare ModuleNotFoundError at the first compile.
+if _util.find_spec(f"{__name__}.backends") is None or _util.find_spec(f"{__name__}.grammar") is None:
+    raise ImportError(f"semir is imported from {__path__[0]} without its backends/ and grammar/: in a source "
+                      "checkout, install it first (pip install -e .), which maps them into the package")
+
 from . import models, ops, semirings
 from ._version import __version__  # noqa: F401  (semir.__version__)
 from .compiler import compile

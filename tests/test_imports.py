@@ -108,3 +108,16 @@ def test_importing_semir_configures_nothing():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "PASSIVE"
+
+
+def test_a_bare_checkout_says_to_install():
+    # without an install's mapping of backends/ and grammar/ (the editable finder removed), one clear error
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
+            f"sys.path.insert(0, {str(ROOT)!r})\n"
+            "try:\n    import semir\nexcept ImportError as e:\n    print('refused:', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "refused:" in out.stdout and "pip install -e ." in out.stdout, out.stdout + out.stderr
