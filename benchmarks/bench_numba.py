@@ -153,8 +153,12 @@ def _maxtimes_one(M: int, K: int, N: int) -> None:
     off = np.zeros(1, np.int64)
     t_mt = best(lambda: k.sr.matmul_bwd_a(*U.values(), *V.values(), w.reshape(-1), off, off, off, M, K, N, 0,
                                           False), repeat=3)
+    UB = mp.zeros((K * N,), np.float32)  # slot B: the state of the weight
+    t_b = best(lambda: k.sr.matmul_bwd_b(*UB.values(), *V.values(), x.reshape(-1), off, off, off, M, K, N, 0,
+                                         False), repeat=3)
     t_blas = best(lambda: np.matmul(x, w), repeat=5)
     shape = f"M={M} K={K} N={N}"
+    report("maxtimes", f"{shape} slot B (the weight's state) G edges/s", M * K * N / t_b / 1e9)
     report("maxtimes", f"{shape} max-times (hi, lo, 2 pointers) G edges/s", M * K * N / t_mt / 1e9)
     report("maxtimes", f"{shape} numpy.matmul GFLOP/s", 2 * M * K * N / t_blas / 1e9)
     report("maxtimes", f"{shape} edges/s over SGEMM FMAs/s", t_blas / t_mt, "x")
