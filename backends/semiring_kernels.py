@@ -369,6 +369,12 @@ def _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, Bt, bt0, a_off, y_off,
     _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, K, a_off[b] + m * K, base + yo)
 
 
+@njit(cache=True)
+def _mp_slots(n, like):
+    # one thread's per-element bests: hi, lo (the values' dtype) and their int32 indices
+    return np.empty(n, like.dtype), np.empty(n, like.dtype), np.empty(n, np.int32), np.empty(n, np.int32)
+
+
 @njit(cache=True, parallel=True)
 def matmul_bwd_a(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_edge, B, a_off, b_off, y_off,
                  M, K, N, base, shared):
@@ -384,19 +390,13 @@ def matmul_bwd_a(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_e
                     Bt[b * K * N + n * K + k] = B[b_off[b] + k * N + n]
     if shared:
         for m in prange(M):
-            bh = np.empty(K, V_hi.dtype)
-            bl = np.empty(K, V_hi.dtype)
-            eh = np.empty(K, np.int32)
-            el = np.empty(K, np.int32)
+            bh, bl, eh, el = _mp_slots(K, V_hi)
             for b in range(nb):
                 _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, Bt, b * K * N, a_off, y_off, M, K, N,
                         base, b, m, bh, bl, eh, el)
     else:
         for t in prange(nb * M):
-            bh = np.empty(K, V_hi.dtype)
-            bl = np.empty(K, V_hi.dtype)
-            eh = np.empty(K, np.int32)
-            el = np.empty(K, np.int32)
+            bh, bl, eh, el = _mp_slots(K, V_hi)
             b = t // M
             _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, Bt, b * K * N, a_off, y_off, M, K, N, base,
                     b, t % M, bh, bl, eh, el)
@@ -454,19 +454,13 @@ def matmul_bwd_b(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_e
     nb = b_off.shape[0]
     if shared:  # one thread per row k of every block: the batches sharing a block are merged in turn
         for k in prange(K):
-            bh = np.empty(N, V_hi.dtype)
-            bl = np.empty(N, V_hi.dtype)
-            eh = np.empty(N, np.int32)
-            el = np.empty(N, np.int32)
+            bh, bl, eh, el = _mp_slots(N, V_hi)
             for b in range(nb):
                 _mp_col(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, A, a_off, b_off, y_off, M, K, N, base, b,
                         k, bh, bl, eh, el)
     else:
         for t in prange(nb * K):
-            bh = np.empty(N, V_hi.dtype)
-            bl = np.empty(N, V_hi.dtype)
-            eh = np.empty(N, np.int32)
-            el = np.empty(N, np.int32)
+            bh, bl, eh, el = _mp_slots(N, V_hi)
             _mp_col(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, A, a_off, b_off, y_off, M, K, N, base,
                     t // K, t % K, bh, bl, eh, el)
 """
