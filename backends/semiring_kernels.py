@@ -36,13 +36,16 @@ from semir.semirings.base import reduce_state
 
 @dataclass(frozen=True)
 class Kernels:
-    acc: str
+    acc: str = ""
     matmul: str | None = None
     reduce: tuple[str, str, str] | None = None
     layernorm: str | None = None
     softmax: str | None = None
     gemm: tuple[Callable, Callable] | None = None
     prelude: str = ""  # module-level source placed before ``acc`` (user-defined semirings import their functions)
+    # an ordinary module (``backends/numba/semirings/``) defining ``acc`` and the structured kernels it
+    # specialises; the generated module imports them instead of taking source from the fields above
+    module: str | None = None
 
 
 def _linear_gemm(U, V, other, ao, bo, yo, M, K, N, slot):
@@ -856,6 +859,7 @@ def acc(U_b, j, V_b, i, w, e):
     "topk": Kernels(
         acc=_TOPK_NUMBA,
     ),
+    "max_product/values": Kernels(module="semir.backends.numba.semirings.max_product_values"),
 }
 
 
@@ -872,4 +876,4 @@ def kernels_for(sr: Semiring) -> Kernels | None:
 
         prelude, acc = acc_source(token(sr.scalar))
         return Kernels(acc=acc, prelude=prelude)
-    return KERNELS.get(sr.name.split(":")[0])
+    return KERNELS.get(sr.name.split(":")[0] + ("/values" if sr.lazy else ""))

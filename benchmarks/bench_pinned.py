@@ -30,7 +30,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", default="6,384,12,1536,32", help="layers,hidden,heads,ffn,tokens")
     ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--semirings", nargs="+", default=["sum_product", "max_product", "entropy"])
+    ap.add_argument("--semirings", nargs="+", default=["sum_product", "max_product", "entropy"],
+                    help="semiring names; NAME/eager or NAME/lazy compiles with that pointers policy")
     args = ap.parse_args()
     import torch
 
@@ -38,7 +39,8 @@ def main() -> None:
     L, H, A, F, S = (int(v) for v in args.shape.split(","))
     prog = semir.parse(encoder_text(L, H, A, F))
     ins = random_weights(L, H, F, S)
-    kernels = {s: semir.compile(prog, s, wrt=["x"]) for s in args.semirings}
+    kernels = {s: semir.compile(prog, s.split("/")[0], wrt=["x"], pointers=(s.split("/") + ["auto"])[1])
+               for s in args.semirings}
     runs = {"torch": lambda: torch_encoder(ins, L, H, A, F), **{s: (lambda k=k: k(**ins)) for s, k in kernels.items()}}
     for fn in runs.values():  # warm: compiled, cached, first-touch memory
         fn()

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import semirings
-from .compiler import BACKENDS, DEFAULT_BACKEND, compile
+from .compiler import BACKENDS, DEFAULT_BACKEND, POINTERS, compile
 from .errors import InputError, OptionError, SemirError, SourceError
 from .passes.pipeline import GRANULARITIES, optimize, pass_names
 
@@ -138,7 +138,7 @@ def cmd_ir(args) -> int:
 
 def cmd_compile(args) -> int:
     prog = _load(args)
-    kernel = compile(prog, args.semiring, backend=args.backend, granularity=args.granularity)
+    kernel = compile(prog, args.semiring, backend=args.backend, granularity=args.granularity, pointers=args.pointers)
     if args.emit == "ir":
         print(kernel.program, end="")
         return 0
@@ -158,8 +158,8 @@ def cmd_run(args) -> int:
             raise InputError(f"--out {args.out!r}: the file name must end with .npz")
         _writable_file(args.out, "--out")
     wrt = list(dict.fromkeys((args.wrt or []) + [n for n, _ in paths])) if args.wrt else None
-    kernel = compile(prog, args.semiring, backend=args.backend, wrt=wrt,
-                     granularity=args.granularity, allow_nonfinite=args.allow_nonfinite)
+    kernel = compile(prog, args.semiring, backend=args.backend, wrt=wrt, granularity=args.granularity,
+                     allow_nonfinite=args.allow_nonfinite, pointers=args.pointers)
     result = kernel(**_inputs(args))
     if args.out:
         arrays = {"output": np.asarray(result.output)}
@@ -210,11 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--granularity", default="op", choices=GRANULARITIES)
     c.add_argument("--locations", action="store_true", help="print source locations")
     sr_help = f"semiring: {', '.join(semirings.names())}"
+    pointers_help = ("path pointers: kept for every element in the sweep (eager), or recovered for the elements a "
+                     "path visits (lazy; max_product on numba and reference); auto: lazy on numba for max_product")
     c = model_cmd("compile", "compile for a semiring and print an artefact")
     c.add_argument("--semiring", required=True, help=sr_help)
     c.add_argument("--backend", default=None, help=f"one of: {', '.join(BACKENDS)} (default {DEFAULT_BACKEND})")
     c.add_argument("--granularity", default="op", choices=GRANULARITIES)
     c.add_argument("--emit", default="ir", choices=("ir", "python", "llvm", "ptx"))
+    c.add_argument("--pointers", default="auto", choices=POINTERS, help=pointers_help)
     c = model_cmd("run", "run the forward pass and the semiring backward pass")
     c.add_argument("--semiring", default="sum_product", help=sr_help)
     c.add_argument("--backend", default=None, help=f"one of: {', '.join(BACKENDS)} (default {DEFAULT_BACKEND})")
@@ -226,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.add_argument("--out", metavar="FILE.npz", help="save reported values and raw states")
     c.add_argument("--allow-nonfinite", action="store_true", help="accept NaN/inf in inputs")
+    c.add_argument("--pointers", default="auto", choices=POINTERS, help=pointers_help)
     c = sub.add_parser("analyze", help="branch flow, per-token entropy and top paths on a real model")
     c.add_argument("model", help="'minilm' or a BERT folder (config.json, model.safetensors, tokenizer.json)")
     c.add_argument("--sentence", action="append", help="a sentence (repeatable)")

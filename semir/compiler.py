@@ -74,11 +74,39 @@ def resolve_wrt(prog: Program, wrt: Any) -> tuple[str, ...]:
 
 
 SEMANTICS = ("exact", "brunoflow")
+POINTERS = ("auto", "eager", "lazy")
+LAZY_BACKENDS = ("numba", "reference")
+
+
+def with_pointers(sr: Semiring, pointers: str, backend: str, semantics: str = "exact") -> Semiring:
+    """The semiring a kernel runs for the ``pointers`` policy: ``sr`` itself (pointers kept for every element
+    in the sweep) or its values-only variant (pointers recovered per path; see :func:`compile`)."""
+    from .semirings.builtin import BUILTIN, LAZY
+
+    if pointers not in POINTERS:
+        raise unknown("pointers", pointers, POINTERS)
+    eager = sr.eager or sr
+    if not eager.has_paths:
+        if pointers == "lazy":
+            raise OptionError(f"pointers='lazy': semiring {sr.name!r} records no paths")
+        return sr
+    why = None
+    if eager is not BUILTIN.get(eager.name) or eager.name not in LAZY:
+        why = (f"semiring {sr.name!r} keeps its pointers (max_abs and topk:K mark which elements have a path by "
+               "them); max_product has a values-only sweep")
+    elif semantics != "exact":
+        why = f"semantics={semantics!r} keeps pointers (they name brunoflow's consumers)"
+    elif backend not in LAZY_BACKENDS:
+        why = f"backend {backend!r} keeps pointers; lazy recovery runs on {' and '.join(LAZY_BACKENDS)}"
+    if pointers == "lazy" and why:
+        raise OptionError(f"pointers='lazy': {why}")
+    lazy = pointers == "lazy" or (pointers == "auto" and why is None and backend == DEFAULT_BACKEND)
+    return LAZY[eager.name] if lazy else eager
 
 
 def compile(prog: Program, semiring: str | Semiring = "sum_product", backend: str | None = None,
             wrt: Any = None, granularity: str = "op", optimize_ir: bool = True,
-            allow_nonfinite: bool = False, semantics: str = "exact") -> Any:
+            allow_nonfinite: bool = False, semantics: str = "exact", pointers: str = "auto") -> Any:
     """Compile ``prog`` for one semiring on one backend.
 
     ``backend``: "numba" (default), "reference" (NumPy, the executable specification), "cuda"
@@ -93,6 +121,13 @@ def compile(prog: Program, semiring: str | Semiring = "sum_product", backend: st
     product of hi and of lo (sums inside the op, 0 for an element without an edge), then ordered, then the
     max over consumers. Ring semirings are exact on that graph. On numba, pointers name the consumer
     (as brunoflow's do); element paths need the reference backend. Checked against brunoflow itself.
+    ``pointers`` (path semirings): ``"eager"`` keeps every element's pointer in the sweep (the state's
+    ``*_edge`` fields); ``"lazy"`` (max_product, on numba and reference) sweeps values only and recovers a
+    pointer when :meth:`Result.path` or :meth:`Result.next_nodes` asks, by rescanning that element's edges
+    with the same ⊕ and tie rule, so lazy and eager give the same paths. A path costs its length times
+    the fan-out of its elements; ``next_nodes`` on a large node rescans every element, so analyses that
+    need every pointer (the branch tables) compile eagerly. ``"auto"`` (default): lazy on numba for
+    max_product, eager otherwise.
     Returns a kernel; call it with inputs by name to get a :class:`Result`.
     """
     prog = getattr(prog, "program", prog)  # an imported model (from_torch, import_onnx) carries its program
@@ -117,6 +152,7 @@ def compile(prog: Program, semiring: str | Semiring = "sum_product", backend: st
         raise unknown("backend", backend, BACKENDS)
     if granularity not in GRANULARITIES:
         raise unknown("granularity", granularity, GRANULARITIES)
+    sr = with_pointers(sr, pointers, backend, semantics)
     names = resolve_wrt(prog, wrt)
     keep = tuple(prog.resolve(n) for n in names)
     if optimize_ir:

@@ -230,7 +230,7 @@ class Result:
         steps.program = self.program
         steps.shapes = {n: np.shape(v) for n, v in self.values.items()} if self.values else {}
         for _ in range(10_000_000):
-            edge, nxt = FOLLOW[sr.paths](self.states[node], idx, comp)
+            edge, nxt = FOLLOW[sr.paths](*self._pointers(node, idx, comp), comp)
             here = tuple(int(i) for i in np.unravel_index(idx, shape)) if shape else ()
             if edge == EDGE_END:
                 steps.append(Step(node, here, 1.0))
@@ -258,7 +258,14 @@ class Result:
         if not sr.has_paths or self.edge_info is None:
             raise OptionError(f"semiring {sr.name!r} does not record paths; use max_product, max_abs or topk:K")
         comp = DEFAULT_COMPONENT[sr.paths] if component is None else component
-        st = self.state(name)
+        if sr.paths == "signed" and comp not in ("hi", "lo"):
+            raise OptionError(f"component must be 'hi' or 'lo', got {comp!r}")
+        node = self._name(name)
+        st = self.states[node]
+        if sr.lazy:  # every element's pointer, rescanned: analyses that need them all compile eagerly
+            size = int(np.prod(self._shape(node), dtype=np.int64))
+            st = {f"{comp}_edge": np.array([self._lazy_pointer(node, i, comp) for i in range(size)],
+                                           np.int64).reshape(self._shape(node))}
         field = {"single": "edge", "signed": f"{comp}_edge", "ranked": "edge"}[sr.paths]
         edges = st[field][..., int(comp)] if sr.paths == "ranked" else st[field]
         flat = edges.reshape(-1)
@@ -267,6 +274,40 @@ class Result:
         if real.any():
             out[real] = self.edge_info.consumers(flat[real])
         return out.reshape(edges.shape)
+
+    def _pointers(self, node: str, idx: int, comp: Any) -> tuple[State, int]:
+        """(state, index) holding element ``idx``'s pointer: the sweep's state, or (lazy) the rescanned one."""
+        if not self.semiring.lazy:
+            return self.states[node], idx
+        return {f"{comp}_edge": np.array([self._lazy_pointer(node, idx, comp)], np.int64)}, 0
+
+    def _lazy_pointer(self, node: str, idx: int, comp: Any) -> int:
+        """The pointer of element ``idx`` of ``node`` that an eager sweep would have kept: the ⊕ of the
+        candidates its edges bring, with their edge ids, by the eager semiring (the same tie rule)."""
+        eager = self.semiring.eager
+        if node == self.program.resolve(self.program.output):
+            return EDGE_END
+        if hasattr(self.edge_info, "pointer_state"):  # the backend recovers (and checks) a whole node at once
+            return int(self.edge_info.pointer_state(node)[f"{comp}_edge"][idx])
+        zero = eager.zeros((), self.float_dtype)
+        best = zero
+        for ids, consumer, outs, w in self.edge_info.out_edges(node, idx):
+            if not len(ids):
+                continue
+            if consumer not in self.states:
+                raise SemirError(f"no state was kept at {consumer!r} to recover a path through it")
+            vals = {f: v.reshape(-1)[outs] for f, v in self.states[consumer].items()}
+            empty = np.logical_and.reduce([vals[f] == zero[f] for f in vals])
+            for f in eager.fields:  # the consumer's own pointer does not matter here, only whether it has one
+                if f.pointer:
+                    vals[f.name] = np.where(empty, EDGE_NONE, EDGE_END)
+            cand = eager.extend(vals, w, ids)
+            best = eager.plus(best, reduce_state(eager, cand, (0,), 1))
+        have = self.states[node][comp].reshape(-1)[idx]
+        if not (best[comp] == have or (np.isnan(best[comp]) and np.isnan(have))):
+            raise SemirError(f"recovering the pointer of {node}[{idx}] found {float(best[comp])!r} where the sweep "
+                             f"computed {float(have)!r}: the lazy rescan and the kernel disagree")
+        return int(best[f"{comp}_edge"])
 
     def _shape(self, node: str) -> tuple[int, ...]:
         arr = self.states[node][self.semiring.fields[0].name]

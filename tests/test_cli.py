@@ -45,6 +45,22 @@ def test_run_path_and_wrt_internal_node(capsys):
     assert [s[0] for s in steps] == ["y", "x4", "output"] and math.prod(s[2] for s in steps) == pytest.approx(-1)
 
 
+@pytest.mark.parametrize("pointers", ["eager", "lazy"])
+def test_run_pointers_policy_gives_one_path(capsys, pointers):
+    code, out, err = run(capsys, "run", FIG1, "--semiring", "max_product", "--input", "x=1", "--input", "y=2",
+                         "--path", "y", "--path", "x", "--json", "--pointers", pointers)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert [s[0] for s in doc["paths"]["y[]"]] == ["y", "x4", "output"]
+    assert [s[0] for s in doc["paths"]["x[]"]][0] == "x"
+
+
+def test_run_lazy_pointers_refused_for_max_abs(capsys):
+    code, _, err = run(capsys, "run", FIG1, "--semiring", "max_abs", "--input", "x=1", "--input", "y=2",
+                       "--pointers", "lazy")
+    assert code == 2 and "pointers='lazy'" in err and "Traceback" not in err
+
+
 def test_run_inputs_npz_and_out(tmp_path, capsys):
     model = str(EXAMPLES / "mlp.semir")
     rng = np.random.default_rng(0)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from semir.errors import InputError
+from semir.errors import InputError, SemirError
 from semir.ir.eval_rules import evaluate as evaluate_op
 from semir.ir.eval_rules import layernorm_parts
 from semir.ir.index_maps import broadcast_index, reduce_index, row_index
@@ -17,7 +17,7 @@ from semir.ir.node import Program
 from semir.ir.ops import STRUCTURED, Op
 from semir.results import Result
 from semir.runtime import bind_attrs, bind_inputs
-from semir.semirings import Semiring
+from semir.semirings import EDGE_END, EDGE_NONE, Semiring
 
 from ..semiring_kernels import kernels_for
 from . import cache, codegen, templates, threads
@@ -252,6 +252,22 @@ class NumbaKernel:
         self.generated = fresh_f or fresh_b
         self.plans: dict[tuple, Plan] = {}
         self._plans_lock = threading.Lock()
+        self._eager = None
+
+    def eager_module(self):
+        """The backward module of this program with the eager semiring (pointers kept), loaded at the first
+        path a values-only kernel is asked for: its steps recover a node's pointers."""
+        with self._plans_lock:
+            if self._eager is None:
+                eager = self.semiring.eager
+                sr_source = templates.instantiate(eager)
+                sr_name = f"semir_sr_{cache.key(sr_source)}"
+                cache.load(sr_name, lambda: sr_source)
+                key = cache.key(self.program.format(), sr_name, repr(self.wrt), self.granularity,
+                                str(self.float_dtype))
+                name = f"semir_bwd_{key}"
+                self._eager, _ = cache.load(name, lambda: codegen.generate(self.program, self.wrt, eager, sr_name)[1])
+            return self._eager
 
     def plan(self, env: dict[str, int]) -> Plan:
         k = tuple(sorted(env.items()))
@@ -352,9 +368,10 @@ def build_result(kernel, V: list, D: dict[int, dict[str, np.ndarray]], plan: Pla
     tail = (sr.k,) if sr.k else ()
     states = {prog.nodes[k].name: {f: a.reshape(plan.shape[k] + tail) for f, a in s.items()} for k, s in D.items()}
     values = {n.name: V[k].reshape(plan.shape[k]) for k, n in enumerate(prog.nodes)}
+    info = _LazyEdgeInfo(prog, plan, values, kernel, V, D) if sr.lazy else _EdgeInfo(prog, plan, values)
     return Result(program=prog, semiring=sr, backend=kernel.backend, granularity=kernel.granularity,
-                  output=values[prog.output], wrt=kernel.wrt, states=states, values=values,
-                  edge_info=_EdgeInfo(prog, plan, values), float_dtype=fdt)
+                  output=values[prog.output], wrt=kernel.wrt, states=states, values=values, edge_info=info,
+                  float_dtype=fdt)
 
 
 class _EdgeInfo:
@@ -389,6 +406,60 @@ class _EdgeInfo:
         except InputError:
             raise InputError(f"inconsistent path pointer into {node.name}") from None
         return node.name, out, w
+
+
+class _LazyEdgeInfo(_EdgeInfo):
+    """A values-only result's pointers, recovered node by node: the steps of the backward that write into the node
+    are rerun with the eager kernels (the same weights, ⊕ and tie rule as an eager sweep), from the states of
+    its consumers. ⊕ is idempotent, so the other states those steps touch stay what they are; the node's own
+    starts at 0̄ and ends as the eager sweep's, values checked equal to this sweep's."""
+
+    KEEP = 16  # nodes whose pointers are kept (a path visits each node once; an LRU bounds the memory)
+
+    def __init__(self, prog: Program, plan: Plan, values: dict[str, np.ndarray], kernel, V: list, D: dict):
+        super().__init__(prog, plan, values)
+        self.kernel, self.V, self.D = kernel, V, D
+        self._kept: dict[str, dict[str, np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def _eager_form(self, k: int) -> dict[str, np.ndarray]:
+        eager = self.kernel.semiring.eager
+        s = self.D[k]
+        zero = eager.zeros((), self.kernel.float_dtype)
+        empty = np.logical_and.reduce([s[f] == zero[f] for f in s])
+        out = {}
+        for f in eager.fields:  # only whether a consumer element has a path matters to its operands' pointers
+            out[f.name] = np.where(empty, EDGE_NONE, EDGE_END) if f.pointer else s[f.name].copy()
+        return out
+
+    def pointer_state(self, name: str) -> dict[str, np.ndarray]:
+        """The eager state (values and pointers, flat) of node ``name``."""
+        with self._lock:
+            if name in self._kept:
+                self._kept[name] = self._kept.pop(name)  # most recently used last
+                return self._kept[name]
+            u = self.plan.index[name]
+            eager = self.kernel.semiring.eager
+            module = self.kernel.eager_module()
+            Dn = {u: eager.zeros((self.plan.size[u],), self.kernel.float_dtype)}
+            for step, writes, reads in module.STEPS:
+                if u in writes:
+                    for k in writes + reads:
+                        if k not in Dn:
+                            Dn[k] = self._eager_form(k)
+                    step(self.V, Dn, self.plan)
+            got = Dn[u]
+            for f in self.D[u]:
+                a, b = got[f], self.D[u][f]
+                bad = ~((a == b) | (np.isnan(a) & np.isnan(b)))
+                if bad.any():
+                    i = int(np.argmax(bad))
+                    raise SemirError(f"recovering the pointers of {name!r}: element {i} has {f} {a[i]!r} rerun with "
+                                     f"pointers, {b[i]!r} in the values-only sweep; the two kernels disagree")
+            self._kept[name] = got
+            while len(self._kept) > self.KEEP:
+                self._kept.pop(next(iter(self._kept)))
+            return got
 
 
 def compile_numba(prog: Program, semiring: Semiring, wrt: tuple[str, ...], granularity: str,

@@ -205,25 +205,45 @@ def _start(text: str, name: str) -> int:
     return text.rindex("\n\n@njit", 0, text.index(f"\ndef {name}("))
 
 
+def _drop(text: str, name: str) -> str:
+    """``text`` without the decorated definition of kernel ``name``."""
+    start = _start(text, name)
+    end = text.find("\n\n@njit", start + 10)
+    return text[:start] + (text[end:] if end >= 0 else "")
+
+
+# the kernels a semiring module (Kernels.module) may define in place of the generic ones
+MODULE_KERNELS = ("acc", "matmul_bwd_a", "matmul_bwd_b", "bwd_layernorm", "bwd_softmax")
+
+
 def instantiate(semiring) -> str:
     """The kernel module source for one semiring."""
     k = kernels_for(semiring)
     if k is None:
         raise ValueError(f"semiring {semiring.name!r} has no Numba source; use backend='reference'")
     U, V = field_args(semiring, "U", "V")
-    acc = ("\n\n" + k.prelude if k.prelude else "") + "\n\n" + JIT + "\n" + k.acc.strip() + "\n"
     matmul = MATMUL.format(U=U, V=V)
+    kernels = KERNELS.format(U=U, V=V)
+    if k.module:
+        import importlib
+
+        mod = importlib.import_module(k.module)
+        names = [n for n in MODULE_KERNELS if hasattr(mod, n)]
+        for name in names[1:]:
+            if f"\ndef {name}(" in kernels:
+                kernels = _drop(kernels, name)
+            else:
+                matmul = _drop(matmul, name)
+        acc = f"\n\nfrom {k.module} import {', '.join(names)}  # noqa: F401\n"
+        return HEADER.format(name=semiring.name) + acc + kernels + matmul
+    acc = ("\n\n" + k.prelude if k.prelude else "") + "\n\n" + JIT + "\n" + k.acc.strip() + "\n"
     if k.matmul:  # the semiring's own slot-A contraction (and slot B, where it has one) replace the generic ones
         rest = "" if "\ndef matmul_bwd_b(" in k.matmul else matmul[_start(matmul, "matmul_bwd_b"):]
         matmul = "\n\n" + k.matmul.strip() + "\n" + rest
-    kernels = KERNELS.format(U=U, V=V)
     if k.reduce:  # register-local dense row kernels replace the per-edge ones
         kernels = kernels[:_start(kernels, "bwd_softmax")]
         kernels += _local(ROWS_LOCAL.replace("{U}", U).replace("{V}", V), k.reduce)
     for name, override in (("bwd_layernorm", k.layernorm), ("bwd_softmax", k.softmax)):
         if override:  # the semiring's own kernel replaces the generic one of the same name
-            start = _start(kernels, name)
-            end = kernels.find("\n\n@njit", start + 10)
-            kernels = kernels[:start] + (kernels[end:] if end >= 0 else "")
-            kernels += "\n\n" + override.replace("{U}", U).replace("{V}", V).strip() + "\n"
+            kernels = _drop(kernels, name) + "\n\n" + override.replace("{U}", U).replace("{V}", V).strip() + "\n"
     return HEADER.format(name=semiring.name) + acc + kernels + matmul

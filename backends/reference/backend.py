@@ -77,16 +77,45 @@ def segment_reduce(sr: Semiring, contrib: State, seg: np.ndarray, n: int, fdt) -
     return {k: v[:, 0] for k, v in grid.items()}
 
 
+class ByOperand:
+    """A slot's edge list indexed by operand element: ``(positions, out_idx, w)`` of the edges out of one."""
+
+    def __init__(self, e: Edges):
+        self.e = e
+        self.order = np.argsort(e.in_idx, kind="stable")
+        self.keys = e.in_idx[self.order]
+
+    def __call__(self, in_flat: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lo, hi = np.searchsorted(self.keys, in_flat, "left"), np.searchsorted(self.keys, in_flat, "right")
+        pos = self.order[lo:hi]
+        return pos, self.e.out_idx[pos], self.e.w[pos]
+
+
 @dataclass
 class _EdgeTable:
     """Edge lists of every consumer slot, with their global id offsets, for path recovery."""
 
     starts: list[int] = field(default_factory=list)
     entries: list[tuple[str, Edges]] = field(default_factory=list)
+    operands: dict[str, list[int]] = field(default_factory=dict)  # node -> the entries it is the operand of
+    _by: dict[int, ByOperand] = field(default_factory=dict)
 
-    def add(self, start: int, consumer: str, edges: Edges) -> None:
+    def add(self, start: int, consumer: str, edges: Edges, operand: str) -> None:
+        self.operands.setdefault(operand, []).append(len(self.entries))
         self.starts.append(start)
         self.entries.append((consumer, edges))
+
+    def out_edges(self, name: str, from_idx: int) -> list[tuple[np.ndarray, str, np.ndarray, np.ndarray]]:
+        """(pointers, consumer, consumer elements, weights) of the edges out of element ``from_idx`` of ``name``,
+        one entry per consumer slot: what a lazy pointer is recovered from (``Result.path``)."""
+        found = []
+        for k in self.operands.get(name, []):
+            consumer, e = self.entries[k]
+            if k not in self._by:
+                self._by[k] = ByOperand(e)
+            pos, outs, w = self._by[k](from_idx)
+            found.append((self.starts[k] + pos, consumer, outs, w))
+        return found
 
     def consumers(self, edges: np.ndarray) -> np.ndarray:
         """The consumer node of each pointer (vectorised)."""
@@ -147,7 +176,7 @@ class ReferenceKernel:
                 # brunoflow's dense VJP reaches every element of a live operand, edges or not
                 if e is None or n.inputs[slot] not in live or (len(e) == 0 and not brunoflow):
                     continue
-                table.add(next_id, n.name, e)
+                table.add(next_id, n.name, e, n.inputs[slot])
                 plan.append((n.name, n.inputs[slot], e, next_id))
                 next_id += len(e)
         for v, u, e, start in reversed(plan):

@@ -86,6 +86,14 @@ class Semiring:
     # A semiring made by ``from_scalar``: its scalar definitions, which a code-generating backend compiles
     # (the vectorised functions above are built from them for the reference backend).
     scalar: ScalarFunctions | None = None
+    # The semiring with pointers whose values-only variant this is (``compile(..., pointers="lazy")``): it has
+    # no pointer fields, so the sweep moves a third of max_product's bytes; a path's pointers are recovered
+    # when asked, by rescanning one element's edges with ``eager``'s ⊕ (ties to the lowest edge, as eager).
+    eager: Semiring | None = None
+
+    @property
+    def lazy(self) -> bool:
+        return self.eager is not None
 
     @property
     def selective(self) -> bool:

@@ -103,6 +103,40 @@ max_product = Semiring(
 )
 
 
+# Values only: the same hi and lo (⊕ keeps the larger hi and the smaller lo, whichever edge brought them), no
+# pointers. 0̄ is hi = -inf, so "no path" stays distinct from a path of product 0 without a pointer field.
+def _mpv_plus(a: State, b: State) -> State:
+    return {"hi": np.where(b["hi"] > a["hi"], b["hi"], a["hi"]), "lo": np.where(b["lo"] < a["lo"], b["lo"], a["lo"])}
+
+
+def _mpv_with_edges(s: State) -> State:
+    none = s["hi"] == -np.inf
+    return {**s, "hi_edge": np.where(none, EDGE_NONE, EDGE_END), "lo_edge": np.where(none, EDGE_NONE, EDGE_END)}
+
+
+def _values(s: State) -> State:
+    return {"hi": s["hi"], "lo": s["lo"]}
+
+
+max_product_values = Semiring(
+    name="max_product",
+    fields=(Field("hi", -np.inf, 1.0), Field("lo", np.inf, 1.0)),
+    plus=_mpv_plus,
+    times=lambda a, b: _values(_mp_times(_mpv_with_edges(a), _mpv_with_edges(b))),
+    lift=lambda w: {"hi": np.asarray(w), "lo": np.asarray(w)},
+    extend_fn=lambda s, w, e: _values(_mp_extend(_mpv_with_edges(s), w, e)),
+    finalize=lambda s: s["hi"],
+    kind="selective",
+    paths="signed",
+    components=("hi", "lo"),
+    eager=max_product,
+    description="max_product without pointers: paths recovered on demand",
+)
+
+# The values-only variant of each semiring that has one (max_abs and topk mark "no path" by their pointers)
+LAZY = {max_product.name: max_product_values}
+
+
 # -- max-|·|: gradient tracing ---------------------------------------------
 
 def _ma_plus(a: State, b: State) -> State:

@@ -1,0 +1,226 @@
+"""max_product without pointers (``compile(..., pointers="lazy")``): the hi/lo values only.
+
+The sweep keeps no pointers, so it moves 8 bytes a float32 element instead of 24 and every inner loop is a
+compare-and-select on values. The contraction into A (every weight's input) runs on explicit vector code
+(``backends/numba/vector.py``). ⊕ keeps the larger hi and the smaller lo; which edge won is recovered later,
+for the elements a path visits, by rescanning their edges (``semir.backends.reference.rescan``). Every
+kernel updates the operand's state in place: one thread owns each operand element (as in the kernels with
+pointers), and a value-only ⊕ needs no per-slot bests to order ties. Weights are rounded to the node's
+dtype exactly as the kernels with pointers and the reference round them, so the values are theirs.
+
+A consumer element with no path (hi = -inf, lo = +inf) is skipped: its product with w would be ±inf or NaN,
+not 0̄.
+"""
+
+import math
+import sys
+
+import numpy as np
+from numba import njit, prange
+
+from ..checked_cache import protect
+from ..vector import RK, RM, max_times_block
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def acc(U_hi, U_lo, j, V_hi, V_lo, i, w, e):
+    vh = V_hi[i]
+    if vh == -np.inf:
+        return
+    vl = V_lo[i]
+    if w >= 0:
+        ch = w * vh
+        cl = w * vl
+    else:
+        ch = w * vl
+        cl = w * vh
+    if ch > U_hi[j]:
+        U_hi[j] = ch
+    if cl < U_lo[j]:
+        U_lo[j] = cl
+
+
+@njit(cache=True, _nrt=False, error_model="numpy", inline="always")
+def _pick(uh, ul, k, w, vh, vl):
+    # max(w·hi, w·lo) is the best candidate and min the worst whatever w's sign: no sign branch, and as
+    # compares and selects the caller's loop over k vectorises (Numba's max() blocks that)
+    p = w * vh
+    q = w * vl
+    ch = p if p > q else q
+    cl = q if p > q else p
+    uh[k] = ch if ch > uh[k] else uh[k]
+    ul[k] = cl if cl < ul[k] else ul[k]
+
+
+@njit(cache=True, _nrt=False, error_model="numpy", inline="always")
+def _lane(ah, al, i, lane, w, vh, vl):
+    # one candidate into lane ``lane`` of pair i's bests (as max_times_block does it, in scalar code)
+    p = w * vh
+    q = w * vl
+    ch = p if p > q else q
+    cl = q if p > q else p
+    ah[i, lane] = ch if ch > ah[i, lane] else ah[i, lane]
+    al[i, lane] = cl if cl < al[i, lane] else al[i, lane]
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _merge(U_hi, U_lo, ah, al, i, j):
+    # ⊕ of pair i's lanes into operand element j
+    bh = ah[i, 0]
+    bl = al[i, 0]
+    for lane in range(1, ah.shape[1]):
+        bh = ah[i, lane] if ah[i, lane] > bh else bh
+        bl = al[i, lane] if al[i, lane] < bl else bl
+    U_hi[j] = bh if bh > U_hi[j] else U_hi[j]
+    U_lo[j] = bl if bl < U_lo[j] else U_lo[j]
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _rows_a(U_hi, U_lo, Yh, Yl, B, a0, y0, b0, m, mr, K, N, ah, al):
+    # rows m .. m+mr-1 of D_A[b] (mr = RM, or fewer at the end): RM×RK blocks as vector code, the n beyond the
+    # last whole vector and the k beyond the last whole block in scalar code
+    L = ah.shape[1]
+    nv = N - N % L
+    kb = K - K % RK if mr == RM else 0
+    for k in range(0, kb, RK):
+        yb = y0 + m * N
+        bb = b0 + k * N
+        max_times_block(Yh, Yl, B, yb, bb, N, nv, ah, al)
+        for n in range(nv, N):
+            for r in range(RM):
+                for c in range(RK):
+                    _lane(ah, al, r * RK + c, n - nv, B[bb + c * N + n], Yh[yb + r * N + n], Yl[yb + r * N + n])
+        for r in range(RM):
+            for c in range(RK):
+                _merge(U_hi, U_lo, ah, al, r * RK + c, a0 + (m + r) * K + k + c)
+    for r in range(mr):
+        for k in range(kb, K):
+            for lane in range(L):
+                ah[0, lane] = -np.inf
+                al[0, lane] = np.inf
+            yb = y0 + (m + r) * N
+            for n in range(N):
+                _lane(ah, al, 0, n % L, B[b0 + k * N + n], Yh[yb + n], Yl[yb + n])
+            _merge(U_hi, U_lo, ah, al, 0, a0 + (m + r) * K + k)
+
+
+@njit(cache=True, parallel=True)
+def matmul_bwd_a(U_hi, U_lo, V_hi, V_lo, B, a_off, b_off, y_off, M, K, N, base, shared):
+    """D_A[b, m, k] ⊕= B[b, k, n]·D_Y[b, m, n] over n: a thread per RM rows of D_A, n contiguous in B and D_Y."""
+    nb = a_off.shape[0]
+    L = 64 // V_hi.itemsize  # the lanes of max_times_block (vector.lanes)
+    # a consumer element with no path (hi = -inf) as NaN, so its candidates never win without a mask
+    Yh = np.where(V_hi == -np.inf, np.nan, V_hi).astype(V_hi.dtype)
+    Yl = np.where(V_hi == -np.inf, np.nan, V_lo).astype(V_lo.dtype)
+    blocks = (M + RM - 1) // RM
+    if shared:  # A's block is shared by the batches: one thread per RM rows, the batches in turn
+        for t in prange(blocks):
+            ah = np.empty((RM * RK, L), V_hi.dtype)
+            al = np.empty((RM * RK, L), V_hi.dtype)
+            for b in range(nb):
+                _rows_a(U_hi, U_lo, Yh, Yl, B, a_off[b], y_off[b], b_off[b], RM * t, min(RM, M - RM * t), K, N,
+                        ah, al)
+    else:
+        for t in prange(nb * blocks):
+            ah = np.empty((RM * RK, L), V_hi.dtype)
+            al = np.empty((RM * RK, L), V_hi.dtype)
+            b = t // blocks
+            m = RM * (t % blocks)
+            _rows_a(U_hi, U_lo, Yh, Yl, B, a_off[b], y_off[b], b_off[b], m, min(RM, M - m), K, N, ah, al)
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _row_b(U_hi, U_lo, V_hi, V_lo, A, a_off, b_off, y_off, M, K, N, b, k):
+    # row k of B's state: D_B[k, n] ⊕= A[m, k]·D_Y[m, n] over m; a lane with no path is left as it is
+    uh = U_hi[b_off[b] + k * N:b_off[b] + k * N + N]
+    ul = U_lo[b_off[b] + k * N:b_off[b] + k * N + N]
+    yo = y_off[b]
+    for m in range(M):
+        w = A[a_off[b] + m * K + k]
+        vh_row = V_hi[yo + m * N:yo + m * N + N]
+        vl_row = V_lo[yo + m * N:yo + m * N + N]
+        for n in range(N):
+            vh = vh_row[n]
+            p = w * vh
+            q = w * vl_row[n]
+            live = vh != -np.inf
+            ch = p if p > q else q
+            cl = q if p > q else p
+            uh[n] = ch if live & (ch > uh[n]) else uh[n]
+            ul[n] = cl if live & (cl < ul[n]) else ul[n]
+
+
+@njit(cache=True, parallel=True)
+def matmul_bwd_b(U_hi, U_lo, V_hi, V_lo, A, a_off, b_off, y_off, M, K, N, base, shared):
+    nb = b_off.shape[0]
+    if shared:  # one thread per row k of the shared block, the batches in turn
+        for k in prange(K):
+            for b in range(nb):
+                _row_b(U_hi, U_lo, V_hi, V_lo, A, a_off, b_off, y_off, M, K, N, b, k)
+    else:
+        for t in prange(nb * K):
+            _row_b(U_hi, U_lo, V_hi, V_lo, A, a_off, b_off, y_off, M, K, N, t // K, t % K)
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _ln_row(U_hi, U_lo, V_hi, V_lo, xhat, inv, gamma, n, r, xn):
+    # consumer-outer: for each consumer ii, the loop over operand elements jj vectorises. x̂_j / n is taken once
+    # per row (xn, float64 as the weight is computed), not once per edge: the same numbers, without the division
+    start = r * n
+    uh = U_hi[start:start + n]
+    ul = U_lo[start:start + n]
+    xrow = xhat[start:start + n]
+    for jj in range(n):
+        xn[jj] = xrow[jj] / n
+    for ii in range(n):
+        vh = V_hi[start + ii]
+        if vh == -np.inf:
+            continue
+        vl = V_lo[start + ii]
+        gi = gamma[ii] * inv[r]
+        xi = xrow[ii]
+        for jj in range(n):
+            d = 1.0 if ii == jj else 0.0
+            w = xhat.dtype.type(gi * (d - 1.0 / n - xi * xn[jj]))  # rounded as the reference
+            _pick(uh, ul, jj, w, vh, vl)
+
+
+@njit(cache=True, parallel=True)
+def bwd_layernorm(U_hi, U_lo, V_hi, V_lo, xhat, inv, gamma, rows, n, base):
+    xn = np.empty((rows, n))
+    for r in prange(rows):
+        _ln_row(U_hi, U_lo, V_hi, V_lo, xhat, inv, gamma, n, r, xn[r])
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _sm_row(U_hi, U_lo, V_hi, V_lo, s, n, inner, log, start, sj):
+    for jj in range(n):
+        x = s[start + jj * inner]
+        sj[jj] = math.exp(x) if log else x
+    for ii in range(n):
+        i = start + ii * inner
+        vh = V_hi[i]
+        if vh == -np.inf:
+            continue
+        vl = V_lo[i]
+        si = s[i]
+        for jj in range(n):
+            d = 1.0 if ii == jj else 0.0
+            w = s.dtype.type(d - sj[jj]) if log else s.dtype.type(si * (d - sj[jj]))
+            j = start + jj * inner
+            p = w * vh
+            q = w * vl
+            ch = p if p > q else q
+            cl = q if p > q else p
+            U_hi[j] = ch if ch > U_hi[j] else U_hi[j]
+            U_lo[j] = cl if cl < U_lo[j] else U_lo[j]
+
+
+@njit(cache=True, parallel=True)
+def bwd_softmax(U_hi, U_lo, V_hi, V_lo, s, outer, n, inner, log, base):
+    sj = np.empty((outer * inner, n))
+    for t in prange(outer * inner):
+        _sm_row(U_hi, U_lo, V_hi, V_lo, s, n, inner, log, (t // inner) * n * inner + t % inner, sj[t])
+
+
+protect(sys.modules[__name__])  # checksummed disk cache (see checked_cache.py)

@@ -1,0 +1,136 @@
+"""The pointers policy (``compile(..., pointers=...)``): a values-only sweep (lazy) gives the eager sweep's
+values, and its recovered pointers and paths are the eager ones, for every element and both components."""
+
+import numpy as np
+import pytest
+from conftest import EXAMPLES, as_f64, random_inputs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import semir
+from semir.semirings import EDGE_NONE
+from semir.testing.strategies import tensor_programs
+
+
+def _float_nodes(prog):
+    return [n.name for n in prog.nodes if n.type.dtype.is_float]
+
+
+def assert_lazy_equals_eager(prog, ins, backend, wrt=None):
+    """Values bit for bit at every reported node; the pointer and the path of every element, both components;
+    ``next_nodes`` of every node."""
+    eager = semir.compile(prog, "max_product", backend=backend, wrt=wrt, pointers="eager")(**ins)
+    lazy = semir.compile(prog, "max_product", backend=backend, wrt=wrt, pointers="lazy")(**ins)
+    assert lazy.semiring.lazy and not eager.semiring.lazy
+    assert set(lazy.state(eager.wrt[0])) == {"hi", "lo"}  # no pointer arrays in the sweep
+    paths = 0
+    for name in eager.wrt:
+        for f in ("hi", "lo"):
+            np.testing.assert_array_equal(lazy.state(name)[f], eager.state(name)[f], err_msg=f"{name}.{f}")
+        for comp in ("hi", "lo"):
+            assert lazy.next_nodes(name, comp).tolist() == eager.next_nodes(name, comp).tolist(), (name, comp)
+            for idx in np.ndindex(*eager.state(name)["hi"].shape):
+                pe, pl = eager.path(name, idx, comp), lazy.path(name, idx, comp)
+                assert list(pl) == list(pe), (name, idx, comp)
+                paths += bool(pe)
+    return paths
+
+
+@pytest.mark.parametrize("backend", ["numba", "reference"])
+@pytest.mark.parametrize("model", ["paper_fig1", "mlp", "attention", "transformer_layer", "lstm", "simplify"])
+def test_lazy_paths_equal_eager_on_the_examples(model, backend):
+    prog = semir.load(EXAMPLES / f"{model}.semir")
+    ins = random_inputs(prog, seed=11, dims={"S": 4, "B": 2, "T": 3}, scale=0.6)
+    wrt = [n for n in _float_nodes(prog) if n in {i.name for i in prog.inputs}] + ["attn.k"] * (model == "attention")
+    assert assert_lazy_equals_eager(prog, ins, backend, wrt=wrt) > 0
+
+
+def test_lazy_paths_equal_eager_float64_every_internal_node():
+    prog = as_f64(semir.load(EXAMPLES / "transformer_layer.semir"))
+    ins = random_inputs(prog, seed=12, dims={"S": 3}, scale=0.7)
+    opt = semir.compile(prog, "max_product", backend="numba").program  # the optimised program's node names
+    wrt = [n for n in _float_nodes(opt) if not n.startswith("%")][:40]
+    assert assert_lazy_equals_eager(prog, ins, "numba", wrt=wrt) > 0
+
+
+def test_ties_recover_the_lowest_edge():
+    # every edge weight and state equal: each element's best edge is a tie, broken toward the lowest edge
+    src = """
+def main(x: f32[3, 4], w: f32[4, 4], v: f32[4]) -> f32 {
+    h = x @ w
+    y = layernorm(h, v, v, eps=1e-5)
+    return sum(softmax(y, axis=-1) * y) + sum(h @ v)
+}
+"""
+    prog = semir.parse(src)
+    ins = {"x": np.ones((3, 4), np.float32), "w": np.ones((4, 4), np.float32), "v": np.ones(4, np.float32)}
+    assert assert_lazy_equals_eager(prog, ins, "numba") > 0
+
+
+# Random programs: broadcasting, matmul, reductions, softmax, layernorm, movement, take, where.
+@settings(max_examples=8)
+@given(tensor_programs(), st.integers(0, 2**16))
+def test_lazy_paths_equal_eager_on_random_programs(gen, seed):
+    prog = semir.parse(gen.text)
+    ins = gen.inputs(seed)
+    nodes = [n for n, t in gen.params if t.startswith("f")] + [t for t, _, _ in gen.lines]
+    assert_lazy_equals_eager(prog, ins, "numba", wrt=nodes)
+
+
+def test_default_policy_is_lazy_on_numba_and_eager_elsewhere():
+    prog = semir.load(EXAMPLES / "mlp.semir")
+    assert semir.compile(prog, "max_product").semiring.lazy
+    assert not semir.compile(prog, "max_product", backend="reference").semiring.lazy
+    assert not semir.compile(prog, "max_abs").semiring.lazy
+    assert not semir.compile(prog, "max_product", semantics="brunoflow").semiring.lazy
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"semiring": "max_abs"}, "max_abs and topk:K mark which elements have a path"),
+    ({"semiring": "topk:2"}, "keeps its pointers"),
+    ({"semiring": "sum_product"}, "records no paths"),
+    ({"semiring": "max_product", "semantics": "brunoflow"}, "semantics='brunoflow' keeps pointers"),
+    ({"semiring": "max_product", "backend": "cuda"}, "backend 'cuda' keeps pointers"),
+])
+def test_lazy_is_refused_where_it_does_not_apply(kwargs, message):
+    prog = semir.load(EXAMPLES / "mlp.semir")
+    with pytest.raises(semir.OptionError, match=message):
+        semir.compile(prog, pointers="lazy", **kwargs)
+
+
+def test_unknown_policy_names_the_choices():
+    with pytest.raises(semir.OptionError, match="auto.*eager.*lazy"):
+        semir.compile(semir.load(EXAMPLES / "mlp.semir"), "max_product", pointers="sometimes")
+
+
+@pytest.mark.parametrize("backend", ["numba", "reference"])
+def test_a_state_that_disagrees_with_the_rescan_is_refused(backend):
+    # recovery checks the best candidate it finds against the sweep's value: a corrupted state is an error,
+    # never a path for another value
+    prog = semir.load(EXAMPLES / "mlp.semir")
+    ins = random_inputs(prog, seed=3, dims={"B": 2})
+    r = semir.compile(prog, "max_product", backend=backend, pointers="lazy")(**ins)
+    name = r.wrt[0]
+    r.state(name)["hi"].reshape(-1)[0] *= 2
+    with pytest.raises(semir.SemirError, match="disagree"):
+        r.path(name, np.unravel_index(0, r.state(name)["hi"].shape))
+
+
+def test_an_element_with_no_path_has_none():
+    src = """
+def main(x: f32[3], y: f32[3]) -> f32 {
+    return sum(x[0:2] * y[0:2])
+}
+"""
+    r = semir.compile(semir.parse(src), "max_product", pointers="lazy")(x=np.ones(3, np.float32),
+                                                                         y=np.ones(3, np.float32))
+    assert r.path("x", (2,)) == [] and r["x"][2] == -np.inf
+    assert r.next_nodes("x").tolist()[2] == ""
+    assert r.path("x", (1,))
+
+
+def test_the_eager_state_keeps_its_pointer_fields():
+    r = semir.compile(semir.load(EXAMPLES / "mlp.semir"), "max_product", pointers="eager")(
+        **random_inputs(semir.load(EXAMPLES / "mlp.semir"), seed=1, dims={"B": 2}))
+    s = r.state(r.wrt[0])
+    assert {"hi_edge", "lo_edge"} <= set(s) and not np.all(s["hi_edge"] == EDGE_NONE)
