@@ -28,20 +28,26 @@ def lanes(itemsize: int) -> int:
 
 
 @intrinsic
-def max_times_block(typingctx, Yh, Yl, B, yb, bb, N, nv, ah, al):
-    """Lane-wise ⊕ over n < ``nv`` (a multiple of the lanes) of the candidates of the RM×RK block whose D_Y rows
-    start at ``yb`` and B rows at ``bb`` (row length ``N``), into ``ah``/``al`` [RM*RK, lanes], overwritten.
-    A consumer element without a path must be NaN in ``Yh`` and ``Yl``: its candidates never win."""
-    sig = types.void(Yh, Yl, B, yb, bb, N, nv, ah, al)
+def max_times_block(typingctx, Uh, Ul, Yh, Yl, B, ua, yb, bb, K, N, nv):
+    """⊕ into ``Uh``/``Ul`` of the candidates over n < ``nv`` (a multiple of the lanes) of the RM×RK block whose
+    D_Y rows start at ``yb`` and B rows at ``bb`` (row length ``N``): pair (r, c) into element
+    ``ua + r*K + c``. A consumer element without a path must be NaN in ``Yh`` and ``Yl``: its candidates never
+    win. The lanes of each pair are reduced with ``llvm.vector.reduce.fmax``/``fmin``, flagged ``nnan`` (a
+    shuffle tree of vmaxps instead of a NaN-aware scalar chain): the lanes never hold NaN, since they start at
+    ∓inf and take only candidates that compare greater or smaller."""
+    sig = types.void(Uh, Ul, Yh, Yl, B, ua, yb, bb, K, N, nv)
     width = lanes(Yh.dtype.bitwidth // 8)
     align = Yh.dtype.bitwidth // 8
 
     def codegen(context, builder, signature, args):
-        yh, yl, b, yb_, bb_, n_, nv_, ah_, al_ = args
-        ptr = {i: context.make_array(signature.args[i])(context, builder, args[i]).data for i in (0, 1, 2, 7, 8)}
+        ua_, yb_, bb_, k_, n_, nv_ = args[5:]
+        ptr = {i: context.make_array(signature.args[i])(context, builder, args[i]).data for i in range(5)}
         fty = ptr[0].type.pointee
         vty = ir.VectorType(fty, width)
         i64 = ir.IntType(64)
+        suffix = f"v{width}{'f32' if fty == ir.FloatType() else 'f64'}"
+        reduce = {op: cgutils.get_or_insert_function(builder.module, ir.FunctionType(fty, [vty]),
+                                                     f"llvm.vector.reduce.{op}.{suffix}") for op in ("fmax", "fmin")}
 
         def at(i: int, off):
             return builder.bitcast(builder.gep(ptr[i], [off]), vty.as_pointer())
@@ -55,10 +61,10 @@ def max_times_block(typingctx, Yh, Yl, B, yb, bb, N, nv, ah, al):
         acc_h = [cgutils.alloca_once_value(builder, splat(float("-inf"))) for _ in range(RM * RK)]
         acc_l = [cgutils.alloca_once_value(builder, splat(float("inf"))) for _ in range(RM * RK)]
         with cgutils.for_range_slice(builder, ir.Constant(i64, 0), nv_, ir.Constant(i64, width)) as (n0, _):
-            ys = [(builder.load(at(0, row(yb_, r, n0)), align=align), builder.load(at(1, row(yb_, r, n0)), align=align))
+            ys = [(builder.load(at(2, row(yb_, r, n0)), align=align), builder.load(at(3, row(yb_, r, n0)), align=align))
                   for r in range(RM)]
             for c in range(RK):
-                w = builder.load(at(2, row(bb_, c, n0)), align=align)
+                w = builder.load(at(4, row(bb_, c, n0)), align=align)
                 for r, (vh, vl) in enumerate(ys):
                     p = builder.fmul(w, vh)
                     q = builder.fmul(w, vl)
@@ -69,9 +75,14 @@ def max_times_block(typingctx, Yh, Yl, B, yb, bb, N, nv, ah, al):
                     builder.store(builder.select(builder.fcmp_ordered(">", ch, old), ch, old), h)
                     old = builder.load(lo)
                     builder.store(builder.select(builder.fcmp_ordered("<", cl, old), cl, old), lo)
-        for i in range(RM * RK):
-            builder.store(builder.load(acc_h[i]), at(7, ir.Constant(i64, i * width)), align=align)
-            builder.store(builder.load(acc_l[i]), at(8, ir.Constant(i64, i * width)), align=align)
+        for r in range(RM):
+            for c in range(RK):
+                j = builder.add(ua_, builder.add(builder.mul(ir.Constant(i64, r), k_), ir.Constant(i64, c)))
+                for acc, field, op, cmp in ((acc_h, 0, "fmax", ">"), (acc_l, 1, "fmin", "<")):
+                    best = builder.call(reduce[op], [builder.load(acc[r * RK + c])], fastmath=("nnan",))
+                    where = builder.gep(ptr[field], [j])
+                    old = builder.load(where)
+                    builder.store(builder.select(builder.fcmp_ordered(cmp, best, old), best, old), where)
         return context.get_dummy_value()
 
     return sig, codegen

@@ -52,56 +52,41 @@ def _pick(uh, ul, k, w, vh, vl):
     ul[k] = cl if cl < ul[k] else ul[k]
 
 
-@njit(cache=True, _nrt=False, error_model="numpy", inline="always")
-def _lane(ah, al, i, lane, w, vh, vl):
-    # one candidate into lane ``lane`` of pair i's bests (as max_times_block does it, in scalar code)
-    p = w * vh
-    q = w * vl
-    ch = p if p > q else q
-    cl = q if p > q else p
-    ah[i, lane] = ch if ch > ah[i, lane] else ah[i, lane]
-    al[i, lane] = cl if cl < al[i, lane] else al[i, lane]
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _one(U_hi, U_lo, Yh, Yl, B, j, yb, bb, n0, N):
+    # the candidates of D_Y row yb and B row bb over n0 <= n < N into element j: the n beyond the last whole
+    # vector of a block, and the k beyond the last whole block (n0 = 0)
+    bh = U_hi[j]
+    bl = U_lo[j]
+    for n in range(n0, N):
+        w = B[bb + n]
+        p = w * Yh[yb + n]
+        q = w * Yl[yb + n]
+        ch = p if p > q else q
+        cl = q if p > q else p
+        bh = ch if ch > bh else bh
+        bl = cl if cl < bl else bl
+    U_hi[j] = bh
+    U_lo[j] = bl
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
-def _merge(U_hi, U_lo, ah, al, i, j):
-    # ⊕ of pair i's lanes into operand element j
-    bh = ah[i, 0]
-    bl = al[i, 0]
-    for lane in range(1, ah.shape[1]):
-        bh = ah[i, lane] if ah[i, lane] > bh else bh
-        bl = al[i, lane] if al[i, lane] < bl else bl
-    U_hi[j] = bh if bh > U_hi[j] else U_hi[j]
-    U_lo[j] = bl if bl < U_lo[j] else U_lo[j]
-
-
-@njit(cache=True, _nrt=False, error_model="numpy")
-def _rows_a(U_hi, U_lo, Yh, Yl, B, a0, y0, b0, m, mr, K, N, ah, al):
-    # rows m .. m+mr-1 of D_A[b] (mr = RM, or fewer at the end): RM×RK blocks as vector code, the n beyond the
-    # last whole vector and the k beyond the last whole block in scalar code
-    L = ah.shape[1]
+def _rows_a(U_hi, U_lo, Yh, Yl, B, a0, y0, b0, m, mr, K, N, L):
+    # rows m .. m+mr-1 of D_A[b] (mr = RM, or fewer at the end): RM×RK blocks as vector code, the rest scalar
     nv = N - N % L
     kb = K - K % RK if mr == RM else 0
     for k in range(0, kb, RK):
+        ua = a0 + m * K + k
         yb = y0 + m * N
         bb = b0 + k * N
-        max_times_block(Yh, Yl, B, yb, bb, N, nv, ah, al)
-        for n in range(nv, N):
+        max_times_block(U_hi, U_lo, Yh, Yl, B, ua, yb, bb, K, N, nv)
+        if nv < N:
             for r in range(RM):
                 for c in range(RK):
-                    _lane(ah, al, r * RK + c, n - nv, B[bb + c * N + n], Yh[yb + r * N + n], Yl[yb + r * N + n])
-        for r in range(RM):
-            for c in range(RK):
-                _merge(U_hi, U_lo, ah, al, r * RK + c, a0 + (m + r) * K + k + c)
+                    _one(U_hi, U_lo, Yh, Yl, B, ua + r * K + c, yb + r * N, bb + c * N, nv, N)
     for r in range(mr):
         for k in range(kb, K):
-            for lane in range(L):
-                ah[0, lane] = -np.inf
-                al[0, lane] = np.inf
-            yb = y0 + (m + r) * N
-            for n in range(N):
-                _lane(ah, al, 0, n % L, B[b0 + k * N + n], Yh[yb + n], Yl[yb + n])
-            _merge(U_hi, U_lo, ah, al, 0, a0 + (m + r) * K + k)
+            _one(U_hi, U_lo, Yh, Yl, B, a0 + (m + r) * K + k, y0 + (m + r) * N, b0 + k * N, 0, N)
 
 
 @njit(cache=True, parallel=True)
@@ -115,18 +100,13 @@ def matmul_bwd_a(U_hi, U_lo, V_hi, V_lo, B, a_off, b_off, y_off, M, K, N, base, 
     blocks = (M + RM - 1) // RM
     if shared:  # A's block is shared by the batches: one thread per RM rows, the batches in turn
         for t in prange(blocks):
-            ah = np.empty((RM * RK, L), V_hi.dtype)
-            al = np.empty((RM * RK, L), V_hi.dtype)
             for b in range(nb):
-                _rows_a(U_hi, U_lo, Yh, Yl, B, a_off[b], y_off[b], b_off[b], RM * t, min(RM, M - RM * t), K, N,
-                        ah, al)
+                _rows_a(U_hi, U_lo, Yh, Yl, B, a_off[b], y_off[b], b_off[b], RM * t, min(RM, M - RM * t), K, N, L)
     else:
         for t in prange(nb * blocks):
-            ah = np.empty((RM * RK, L), V_hi.dtype)
-            al = np.empty((RM * RK, L), V_hi.dtype)
             b = t // blocks
             m = RM * (t % blocks)
-            _rows_a(U_hi, U_lo, Yh, Yl, B, a_off[b], y_off[b], b_off[b], m, min(RM, M - m), K, N, ah, al)
+            _rows_a(U_hi, U_lo, Yh, Yl, B, a_off[b], y_off[b], b_off[b], m, min(RM, M - m), K, N, L)
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
