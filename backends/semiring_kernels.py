@@ -250,12 +250,13 @@ def _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S, S32, 
         j = start + jj
         if A[jj] > 1e-280:
             _ent_merge(U_logz, U_h, j, c, A[jj], B[jj], C[jj], tmp)
-        else:
-            xj = xhat[j] / n
+        else:  # the shifted sum underflowed: every edge exactly, with the weights of the other kernels
+            dt = xhat.dtype.type
+            xnj = xhat[j] / dt(n)
             for ii in range(n):
                 i = start + ii
-                d = 1.0 if ii == jj else 0.0
-                acc(U_logz, U_h, j, V_logz, V_h, i, gamma[ii] * inv[r] * (d - 1.0 / n - xhat[i] * xj), base + i)
+                w = ln_weight(gamma[ii] * inv[r], dt(1.0) if ii == jj else dt(0.0), dt(1.0 / n), xhat[i], xnj)
+                acc(U_logz, U_h, j, V_logz, V_h, i, w, base + i)
 
 
 @njit(cache=True, parallel=True)
@@ -519,9 +520,14 @@ def _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, count, j0, e0):
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
-def _mp_ln_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, xhat, inv, gamma, n, base, r, bh, bl, eh, el):
+def _mp_ln_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, xhat, inv, gamma, n, base, r, bh, bl, eh, el, xn):
     start = r * n
+    dt = xhat.dtype.type
     _mp_reset(bh, bl, eh, el, n)
+    xrow = xhat[start:start + n]  # a view: an offset index keeps the loop scalar (see the matmul)
+    for jj in range(n):
+        xn[jj] = xrow[jj] / dt(n)  # x̂_j/n once per element, in the dtype, as the reference takes it
+    c = dt(1.0 / n)
     for ii in range(n):
         i = start + ii
         vh = V_hi[i]
@@ -531,10 +537,8 @@ def _mp_ln_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, xhat, inv, gamma, n
         gi = gamma[ii] * inv[r]
         xi = xhat[i]
         ni = np.int32(ii)
-        xrow = xhat[start:start + n]  # a view: an offset index keeps the loop scalar (see the matmul)
         for jj in range(n):
-            d = 1.0 if ii == jj else 0.0
-            w = xhat.dtype.type(gi * (d - 1.0 / n - xi * (xrow[jj] / n)))  # rounded as the reference
+            w = ln_weight(gi, dt(1.0) if ii == jj else dt(0.0), c, xi, xn[jj])
             _mp_pick(bh, bl, eh, el, jj, w, vh, vl, ni)
     _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, n, start, base + start)
 
@@ -544,9 +548,10 @@ def bwd_layernorm(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_
                   base):
     best = np.empty((rows, 2, n), V_hi.dtype)
     which = np.empty((rows, 2, n), np.int32)
+    xn = np.empty((rows, n), xhat.dtype)
     for r in prange(rows):
         _mp_ln_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, xhat, inv, gamma, n, base, r, best[r, 0],
-                   best[r, 1], which[r, 0], which[r, 1])
+                   best[r, 1], which[r, 0], which[r, 1], xn[r])
 """
 
 
@@ -559,9 +564,10 @@ _MP_SOFTMAX = """
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _mp_sm_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, s, n, inner, log, base, start, bh, bl, eh, el, sj):
     _mp_reset(bh, bl, eh, el, n)
+    dt = s.dtype.type
     for jj in range(n):
         x = s[start + jj * inner]
-        sj[jj] = math.exp(x) if log else x
+        sj[jj] = dt(math.exp(x)) if log else x
     for ii in range(n):
         i = start + ii * inner
         vh = V_hi[i]
@@ -571,8 +577,8 @@ def _mp_sm_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, s, n, inner, log, b
         si = s[i]
         ni = np.int32(ii)
         for jj in range(n):
-            d = 1.0 if ii == jj else 0.0
-            w = s.dtype.type(d - sj[jj]) if log else s.dtype.type(si * (d - sj[jj]))
+            d = dt(1.0) if ii == jj else dt(0.0)
+            w = (d - sj[jj]) if log else si * (d - sj[jj])  # in the node's dtype, as the reference computes it
             _mp_pick(bh, bl, eh, el, jj, w, vh, vl, ni)
     for jj in range(n):
         if eh[jj] < 0:
@@ -592,7 +598,7 @@ def _mp_sm_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, s, n, inner, log, b
 def bwd_softmax(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_edge, s, outer, n, inner, log, base):
     best = np.empty((outer * inner, 2, n), V_hi.dtype)
     which = np.empty((outer * inner, 2, n), np.int32)
-    sj = np.empty((outer * inner, n))
+    sj = np.empty((outer * inner, n), s.dtype)
     for t in prange(outer * inner):
         start = (t // inner) * n * inner + t % inner
         _mp_sm_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, s, n, inner, log, base, start, best[t, 0],

@@ -302,3 +302,21 @@ def test_max_times_slot_b_with_shared_blocks_and_ties(semiring):
     got = semir.compile(prog, semiring, backend="numba")(**ins)
     compare(got, ref, semiring, rtol=0, atol=0)
     compare_paths(got, ref, semiring, {}, limit=200)
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f64"])
+@pytest.mark.parametrize("op", ["layernorm(x, g, b, eps=1e-5)", "softmax(x, axis=-1)"])
+def test_row_weights_are_the_references_bit_for_bit(op, dtype):
+    # the dense row kernels compute each edge weight in the node's dtype by the reference's own formula, so a
+    # selective semiring through one row op gives the reference's values exactly, not to a tolerance
+    src = (f"def main(x: {dtype}[4, 24], g: {dtype}[24], b: {dtype}[24], u: {dtype}[4, 24]) -> {dtype} {{\n"
+           f"    return sum({op} * u)\n}}\n")
+    prog = semir.parse(src)
+    rng = np.random.default_rng(0)
+    npdt = np.float32 if dtype == "f32" else np.float64
+    ins = {k: rng.normal(size=s).astype(npdt) for k, s in [("x", (4, 24)), ("g", (24,)), ("b", (24,)), ("u", (4, 24))]}
+    for semiring, pointers in [("max_product", "lazy"), ("max_product", "eager"), ("max_abs", "auto")]:
+        ref = semir.compile(prog, semiring, backend="reference", wrt=["x"])(**ins)
+        got = semir.compile(prog, semiring, backend="numba", wrt=["x"], pointers=pointers)(**ins)
+        for f in ("hi", "lo") if semiring == "max_product" else ("v",):
+            np.testing.assert_array_equal(got.state("x")[f], ref.state("x")[f], err_msg=f"{semiring} {pointers} {f}")

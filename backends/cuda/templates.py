@@ -21,6 +21,7 @@ from numba import cuda
 
 EDGE_NONE = np.iinfo(np.int64).max
 TILE = {tile}
+DT = np.{dtype}  # the program's float dtype: row weights are computed in it, as the reference computes them
 
 '''
 
@@ -73,26 +74,29 @@ def bwd_softmax({U}, {V}, s, outer, n, inner, log, base):
         r = j % (n * inner)
         jj = r // inner
         start = (j // (n * inner)) * n * inner + r % inner
-        sj = math.exp(s[j]) if log else s[j]
+        sj = DT(math.exp(s[j])) if log else s[j]
         for ii in range(n):
             i = start + ii * inner
-            d = 1.0 if ii == jj else 0.0
+            d = DT(1.0) if ii == jj else DT(0.0)
             w = (d - sj) if log else s[i] * (d - sj)
             acc({U}, j, {V}, i, w, base + i)
 
 
 @cuda.jit
 def bwd_layernorm({U}, {V}, xhat, inv, gamma, rows, n, base):
-    """Dense per-row Jacobian of layernorm: γ_i/σ (δ_ij - 1/n - x̂_i x̂_j / n); one thread per operand element."""
+    """Dense per-row Jacobian of layernorm: γ_i/σ ((δ_ij - 1/n) - x̂_i (x̂_j / n)), in the dtype; one thread per
+    operand element."""
     j = cuda.grid(1)
     if j < rows * n:
         r = j // n
         jj = j % n
         start = r * n
+        xnj = xhat[j] / DT(n)
+        c = DT(1.0 / n)
         for ii in range(n):
             i = start + ii
-            d = 1.0 if ii == jj else 0.0
-            w = gamma[ii] * inv[r] * (d - 1.0 / n - xhat[i] * xhat[j] / n)
+            d = DT(1.0) if ii == jj else DT(0.0)
+            w = (gamma[ii] * inv[r]) * ((d - c) - xhat[i] * xnj)
             acc({U}, j, {V}, i, w, base + i)
 
 

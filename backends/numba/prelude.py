@@ -104,6 +104,13 @@ def log_positive32(x, out, n):
         out[i] = k * LN2_HI32 + (np.float32(2.0) * s + (np.float32(2.0) * s * z * p + k * LN2_LO32))
 
 
+@njit(cache=True, inline="always")
+def ln_weight(gi, d, c, xi, xnj):
+    """Layernorm's edge weight (γ_i/σ)·((δ_ij − 1/n) − x̂_i·(x̂_j/n)) from gi = γ_i/σ, d = δ_ij, c = 1/n and
+    xnj = x̂_j/n, every argument in the node's dtype and so every operation: the reference's numbers."""
+    return gi * ((d - c) - xi * xnj)
+
+
 @njit(cache=True, _nrt=False)
 def count_nonfinite(bits, mask):
     """How many of the floats whose bit patterns are ``bits`` (an int32 or int64 view) are inf or NaN: all

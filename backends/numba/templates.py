@@ -20,7 +20,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from semir.backends.numba.prelude import log_positive, log_positive32  # noqa: F401  (semiring kernels use them)
+from semir.backends.numba.prelude import ln_weight, log_positive, log_positive32  # noqa: F401  (kernels use them)
 
 EDGE_NONE = np.iinfo(np.int64).max
 
@@ -63,34 +63,34 @@ def bwd_reduce({U}, {V}, outmap, scale, base):
 @njit(cache=True, parallel=True, _nrt=False, error_model="numpy")
 def bwd_softmax({U}, {V}, s, outer, n, inner, log, base):
     """Dense per-row Jacobian of (log_)softmax along an axis of length n; one row's weights at a time."""
+    dt = s.dtype.type
     for t in prange(outer * inner):
         a = t // inner
         b = t % inner
         start = a * n * inner + b
         for jj in range(n):
             j = start + jj * inner
-            sj = math.exp(s[j]) if log else s[j]
+            sj = dt(math.exp(s[j])) if log else s[j]
             for ii in range(n):
                 i = start + ii * inner
-                d = 1.0 if ii == jj else 0.0
-                if log:
-                    w = s.dtype.type(d - sj)  # the node's dtype, as the reference rounds weights
-                else:
-                    w = s.dtype.type(s[i] * (d - sj))
+                d = dt(1.0) if ii == jj else dt(0.0)
+                w = (d - sj) if log else s[i] * (d - sj)  # in the node's dtype, as the reference computes it
                 acc({U}, j, {V}, i, w, base + i)
 
 
 @njit(cache=True, parallel=True, _nrt=False, error_model="numpy")
 def bwd_layernorm({U}, {V}, xhat, inv, gamma, rows, n, base):
-    """Dense per-row Jacobian of layernorm over the last axis: γ_i/σ (δ_ij - 1/n - x̂_i x̂_j / n)."""
+    """Dense per-row Jacobian of layernorm over the last axis: γ_i/σ ((δ_ij - 1/n) - x̂_i (x̂_j / n))."""
+    dt = xhat.dtype.type
     for r in prange(rows):
         start = r * n
         for jj in range(n):
             j = start + jj
+            xnj = xhat[j] / dt(n)
             for ii in range(n):
                 i = start + ii
-                d = 1.0 if ii == jj else 0.0
-                w = xhat.dtype.type(gamma[ii] * inv[r] * (d - 1.0 / n - xhat[i] * xhat[j] / n))
+                d = dt(1.0) if ii == jj else dt(0.0)
+                w = ln_weight(gamma[ii] * inv[r], d, dt(1.0 / n), xhat[i], xnj)
                 acc({U}, j, {V}, i, w, base + i)
 '''
 
@@ -148,21 +148,19 @@ ROWS_LOCAL = '''
 @njit(cache=True, parallel=True, _nrt=False, error_model="numpy")
 def bwd_softmax({U}, {V}, s, outer, n, inner, log, base):
     """Dense per-row Jacobian of (log_)softmax; each operand element reduced in registers."""
+    dt = s.dtype.type
     for t in prange(outer * inner):
         a = t // inner
         b = t % inner
         start = a * n * inner + b
         for jj in range(n):
             j = start + jj * inner
-            sj = math.exp(s[j]) if log else s[j]
+            sj = dt(math.exp(s[j])) if log else s[j]
 %%INIT 12
             for ii in range(n):
                 i = start + ii * inner
-                d = 1.0 if ii == jj else 0.0
-                if log:
-                    w = s.dtype.type(d - sj)  # the node's dtype, as the reference rounds weights
-                else:
-                    w = s.dtype.type(s[i] * (d - sj))
+                d = dt(1.0) if ii == jj else dt(0.0)
+                w = (d - sj) if log else s[i] * (d - sj)  # in the node's dtype, as the reference computes it
                 e = base + i
 %%STEP 16
 %%MERGE 12
@@ -171,16 +169,17 @@ def bwd_softmax({U}, {V}, s, outer, n, inner, log, base):
 @njit(cache=True, parallel=True, _nrt=False, error_model="numpy")
 def bwd_layernorm({U}, {V}, xhat, inv, gamma, rows, n, base):
     """Dense per-row Jacobian of layernorm; each operand element reduced in registers."""
+    dt = xhat.dtype.type
     for r in prange(rows):
         start = r * n
         for jj in range(n):
             j = start + jj
-            xj = xhat[j] / n
+            xnj = xhat[j] / dt(n)
 %%INIT 12
             for ii in range(n):
                 i = start + ii
-                d = 1.0 if ii == jj else 0.0
-                w = xhat.dtype.type(gamma[ii] * inv[r] * (d - 1.0 / n - xhat[i] * xj))
+                d = dt(1.0) if ii == jj else dt(0.0)
+                w = ln_weight(gamma[ii] * inv[r], d, dt(1.0 / n), xhat[i], xnj)
                 e = base + i
 %%STEP 16
 %%MERGE 12

@@ -171,10 +171,13 @@ def _layernorm_rule(xs, out, a):
     xhat, inv = layernorm_parts(x, a["eps"])
     n = x.shape[-1]
     rows = np.arange(x.size).reshape(-1, n)
-    xh = xhat.reshape(-1, n)
-    inv = inv.reshape(-1, 1, 1)
-    eye = np.eye(n, dtype=out.dtype)[None]
-    w = g.reshape(1, n, 1) * inv * (eye - 1.0 / n - xh[:, :, None] * xh[:, None, :] / n)
+    dt = out.dtype.type
+    xh = xhat.reshape(-1, n).astype(out.dtype)
+    # w_ij = (γ_i/σ)·((δ_ij − 1/n) − x̂_i·(x̂_j/n)), every operation in the node's dtype (1/n and x̂_j/n rounded
+    # to it): the generated kernels compute these same numbers, and x̂_j/n is taken once per element
+    gi = g.astype(out.dtype).reshape(1, n, 1) * inv.reshape(-1, 1, 1).astype(out.dtype)
+    xn = xh / dt(n)
+    w = gi * ((np.eye(n, dtype=out.dtype)[None] - dt(1.0 / n)) - xh[:, :, None] * xn[:, None, :])
     gcol = np.broadcast_to(np.arange(n), x.shape).ravel()
     return [
         _dense(rows, rows, w.astype(out.dtype)),

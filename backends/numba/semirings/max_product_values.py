@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..checked_cache import protect
+from ..prelude import ln_weight
 from ..vector import RK, RM, max_times_block
 
 
@@ -144,14 +145,15 @@ def matmul_bwd_b(U_hi, U_lo, V_hi, V_lo, A, a_off, b_off, y_off, M, K, N, base, 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _ln_row(U_hi, U_lo, V_hi, V_lo, xhat, inv, gamma, n, r, xn):
-    # consumer-outer: for each consumer ii, the loop over operand elements jj vectorises. x̂_j / n is taken once
-    # per row (xn, float64 as the weight is computed), not once per edge: the same numbers, without the division
+    # consumer-outer: for each consumer ii, the loop over operand elements jj vectorises; x̂_j/n once per row
     start = r * n
+    dt = xhat.dtype.type
     uh = U_hi[start:start + n]
     ul = U_lo[start:start + n]
     xrow = xhat[start:start + n]
     for jj in range(n):
-        xn[jj] = xrow[jj] / n
+        xn[jj] = xrow[jj] / dt(n)
+    c = dt(1.0 / n)
     for ii in range(n):
         vh = V_hi[start + ii]
         if vh == -np.inf:
@@ -160,23 +162,22 @@ def _ln_row(U_hi, U_lo, V_hi, V_lo, xhat, inv, gamma, n, r, xn):
         gi = gamma[ii] * inv[r]
         xi = xrow[ii]
         for jj in range(n):
-            d = 1.0 if ii == jj else 0.0
-            w = xhat.dtype.type(gi * (d - 1.0 / n - xi * xn[jj]))  # rounded as the reference
-            _pick(uh, ul, jj, w, vh, vl)
+            _pick(uh, ul, jj, ln_weight(gi, dt(1.0) if ii == jj else dt(0.0), c, xi, xn[jj]), vh, vl)
 
 
 @njit(cache=True, parallel=True)
 def bwd_layernorm(U_hi, U_lo, V_hi, V_lo, xhat, inv, gamma, rows, n, base):
-    xn = np.empty((rows, n))
+    xn = np.empty((rows, n), xhat.dtype)
     for r in prange(rows):
         _ln_row(U_hi, U_lo, V_hi, V_lo, xhat, inv, gamma, n, r, xn[r])
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _sm_row(U_hi, U_lo, V_hi, V_lo, s, n, inner, log, start, sj):
+    dt = s.dtype.type
     for jj in range(n):
         x = s[start + jj * inner]
-        sj[jj] = math.exp(x) if log else x
+        sj[jj] = dt(math.exp(x)) if log else x
     for ii in range(n):
         i = start + ii * inner
         vh = V_hi[i]
@@ -185,8 +186,8 @@ def _sm_row(U_hi, U_lo, V_hi, V_lo, s, n, inner, log, start, sj):
         vl = V_lo[i]
         si = s[i]
         for jj in range(n):
-            d = 1.0 if ii == jj else 0.0
-            w = s.dtype.type(d - sj[jj]) if log else s.dtype.type(si * (d - sj[jj]))
+            d = dt(1.0) if ii == jj else dt(0.0)
+            w = (d - sj[jj]) if log else si * (d - sj[jj])  # in the node's dtype, as the reference computes it
             j = start + jj * inner
             p = w * vh
             q = w * vl
@@ -198,7 +199,7 @@ def _sm_row(U_hi, U_lo, V_hi, V_lo, s, n, inner, log, start, sj):
 
 @njit(cache=True, parallel=True)
 def bwd_softmax(U_hi, U_lo, V_hi, V_lo, s, outer, n, inner, log, base):
-    sj = np.empty((outer * inner, n))
+    sj = np.empty((outer * inner, n), s.dtype)
     for t in prange(outer * inner):
         _sm_row(U_hi, U_lo, V_hi, V_lo, s, n, inner, log, (t // inner) * n * inner + t % inner, sj[t])
 
