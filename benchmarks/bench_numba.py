@@ -117,7 +117,7 @@ def minilm() -> None:
 
 
 def maxtimes() -> None:
-    """The max-times kernel with argmax pointers (max_product, slot A) against numpy.matmul (BLAS), same shape.
+    """The max-times kernels (max_product, slot A; with pointers and values only) against numpy.matmul (BLAS).
 
     The ratio is edges/s over SGEMM's multiply-adds/s (one edge is one multiply-add of the max-times form):
     t_sgemm / t_maxtimes. Shapes: D_x of x[M, K] @ W[K, N] at MiniLM's FFN (K = 384, N = 1536) for M = 32,
@@ -145,23 +145,25 @@ def _maxtimes_one(M: int, K: int, N: int) -> None:
     rng = np.random.default_rng(0)
     x, w = rng.normal(size=(M, K)).astype(np.float32), rng.normal(size=(K, N)).astype(np.float32)
     prog = semir.parse(f"def f(x: f32[{M}, {K}], w: f32[{K}, {N}]) -> f32[{M}, {N}] {{\n  return x @ w\n}}")
-    k = semir.compile(prog, "max_product", wrt=["x"])
-    k(x=x, w=w)
-    mp = semir.semirings.get("max_product")
-    V = mp.ones((M * N,), np.float32)
-    U = mp.zeros((M * K,), np.float32)
-    off = np.zeros(1, np.int64)
-    t_mt = best(lambda: k.sr.matmul_bwd_a(*U.values(), *V.values(), w.reshape(-1), off, off, off, M, K, N, 0,
-                                          False), repeat=3)
-    UB = mp.zeros((K * N,), np.float32)  # slot B: the state of the weight
-    t_b = best(lambda: k.sr.matmul_bwd_b(*UB.values(), *V.values(), x.reshape(-1), off, off, off, M, K, N, 0,
-                                         False), repeat=3)
     t_blas = best(lambda: np.matmul(x, w), repeat=5)
     shape = f"M={M} K={K} N={N}"
-    report("maxtimes", f"{shape} slot B (the weight's state) G edges/s", M * K * N / t_b / 1e9)
-    report("maxtimes", f"{shape} max-times (hi, lo, 2 pointers) G edges/s", M * K * N / t_mt / 1e9)
+    off = np.zeros(1, np.int64)
+    # eager: hi, lo and their pointers (pointers="eager"); lazy: the values-only sweep (the default)
+    for pointers, what in (("eager", "hi, lo, 2 pointers"), ("lazy", "values only")):
+        k = semir.compile(prog, "max_product", wrt=["x"], pointers=pointers)
+        k(x=x, w=w)
+        sr = k.semiring
+        V = sr.ones((M * N,), np.float32)
+        U = sr.zeros((M * K,), np.float32)
+        t_mt = best(lambda: k.sr.matmul_bwd_a(*U.values(), *V.values(), w.reshape(-1), off, off, off, M, K, N, 0,
+                                              False), repeat=3)
+        UB = sr.zeros((K * N,), np.float32)  # slot B: the state of the weight
+        t_b = best(lambda: k.sr.matmul_bwd_b(*UB.values(), *V.values(), x.reshape(-1), off, off, off, M, K, N, 0,
+                                             False), repeat=3)
+        report("maxtimes", f"{shape} slot B ({what}) G edges/s", M * K * N / t_b / 1e9)
+        report("maxtimes", f"{shape} max-times ({what}) G edges/s", M * K * N / t_mt / 1e9)
+        report("maxtimes", f"{shape} {what}: edges/s over SGEMM FMAs/s", t_blas / t_mt, "x")
     report("maxtimes", f"{shape} numpy.matmul GFLOP/s", 2 * M * K * N / t_blas / 1e9)
-    report("maxtimes", f"{shape} edges/s over SGEMM FMAs/s", t_blas / t_mt, "x")
 
 
 def scaling() -> None:

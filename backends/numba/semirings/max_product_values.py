@@ -90,14 +90,25 @@ def _rows_a(U_hi, U_lo, Yh, Yl, B, a0, y0, b0, m, mr, K, N, L):
             _one(U_hi, U_lo, Yh, Yl, B, a0 + (m + r) * K + k, y0 + (m + r) * N, b0 + k * N, 0, N)
 
 
+@njit(cache=True)
+def _nan_where_no_path(V_hi, V_lo):
+    # a consumer element with no path (hi = -inf) as NaN in both fields, so its candidates never win and the
+    # vector code needs no mask; one pass
+    Yh = np.empty_like(V_hi)
+    Yl = np.empty_like(V_lo)
+    for i in range(V_hi.shape[0]):
+        none = V_hi[i] == -np.inf
+        Yh[i] = np.nan if none else V_hi[i]
+        Yl[i] = np.nan if none else V_lo[i]
+    return Yh, Yl
+
+
 @njit(cache=True, parallel=True)
 def matmul_bwd_a(U_hi, U_lo, V_hi, V_lo, B, a_off, b_off, y_off, M, K, N, base, shared):
     """D_A[b, m, k] ⊕= B[b, k, n]·D_Y[b, m, n] over n: a thread per RM rows of D_A, n contiguous in B and D_Y."""
     nb = a_off.shape[0]
     L = 64 // V_hi.itemsize  # the lanes of max_times_block (vector.lanes)
-    # a consumer element with no path (hi = -inf) as NaN, so its candidates never win without a mask
-    Yh = np.where(V_hi == -np.inf, np.nan, V_hi).astype(V_hi.dtype)
-    Yl = np.where(V_hi == -np.inf, np.nan, V_lo).astype(V_lo.dtype)
+    Yh, Yl = _nan_where_no_path(V_hi, V_lo)
     blocks = (M + RM - 1) // RM
     if shared:  # A's block is shared by the batches: one thread per RM rows, the batches in turn
         for t in prange(blocks):
