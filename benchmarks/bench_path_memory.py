@@ -3,6 +3,7 @@ fresh process, on the BERT-shaped encoder with random weights (benchmarks/encode
 
     python benchmarks/bench_path_memory.py                    # MiniLM shape at 32 and 128 tokens, BERT-base at 128
     python benchmarks/bench_path_memory.py --shape 12,768,12,3072,128
+    python benchmarks/bench_path_memory.py --pointers eager          # pointers kept in the sweep
 
 Peak resident memory (ru_maxrss) is read after the call and again after the path, so the difference is what
 the path added. A path needs one edge weight per step; it must not build a matmul's or a layernorm's whole
@@ -28,14 +29,14 @@ from semir import analysis
 L, H, A, F, S = {shape}
 prog = semir.parse(encoder_text(L, H, A, F))
 ins = random_weights(L, H, F, S)
-k = semir.compile(prog, "max_product", wrt=["x"])
+k = semir.compile(prog, "max_product", wrt=["x"], pointers={pointers!r})
 r = k(**ins)
 mb = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 after_call = mb()
 t = time.perf_counter()
 path = analysis.top_paths(r, "x", (0,))[0]
 seconds = time.perf_counter() - t
-print(json.dumps({{"shape": [L, H, A, F, S], "peak_after_call_mb": after_call, "peak_after_path_mb": mb(),
+print(json.dumps({{"shape": [L, H, A, F, S], "pointers": {pointers!r}, "peak_after_call_mb": after_call, "peak_after_path_mb": mb(),
                   "path_seconds": seconds, "steps": len(path)}}))
 """
 
@@ -43,10 +44,11 @@ print(json.dumps({{"shape": [L, H, A, F, S], "peak_after_call_mb": after_call, "
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", action="append", help="layers,hidden,heads,ffn,tokens (repeatable)")
+    ap.add_argument("--pointers", default="auto", choices=("auto", "eager", "lazy"))
     args = ap.parse_args()
     shapes = args.shape or ["6,384,12,1536,32", "6,384,12,1536,128", "12,768,12,3072,128"]
     for s in shapes:
-        code = CHILD.format(here=str(HERE), shape=tuple(int(v) for v in s.split(",")))
+        code = CHILD.format(here=str(HERE), shape=tuple(int(v) for v in s.split(",")), pointers=args.pointers)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         print(json.dumps(json.loads(out.stdout.strip().splitlines()[-1])))
 

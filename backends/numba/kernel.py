@@ -414,7 +414,8 @@ class _LazyEdgeInfo(_EdgeInfo):
     its consumers. ⊕ is idempotent, so the other states those steps touch stay what they are; the node's own
     starts at 0̄ and ends as the eager sweep's, values checked equal to this sweep's."""
 
-    KEEP = 16  # nodes whose pointers are kept (a path visits each node once; an LRU bounds the memory)
+    KEEP_BYTES = 256 << 20  # the recovered pointers kept, least recently used dropped first: paths from many
+    # elements of one node (every token's) visit the same nodes, and the budget bounds what they cost in memory
 
     def __init__(self, prog: Program, plan: Plan, values: dict[str, np.ndarray], kernel, V: list, D: dict):
         super().__init__(prog, plan, values)
@@ -433,7 +434,7 @@ class _LazyEdgeInfo(_EdgeInfo):
         return out
 
     def pointer_state(self, name: str) -> dict[str, np.ndarray]:
-        """The eager state (values and pointers, flat) of node ``name``."""
+        """The eager sweep's pointer fields (flat) of node ``name``."""
         with self._lock:
             if name in self._kept:
                 self._kept[name] = self._kept.pop(name)  # most recently used last
@@ -456,8 +457,10 @@ class _LazyEdgeInfo(_EdgeInfo):
                     i = int(np.argmax(bad))
                     raise SemirError(f"recovering the pointers of {name!r}: element {i} has {f} {a[i]!r} rerun with "
                                      f"pointers, {b[i]!r} in the values-only sweep; the two kernels disagree")
+            got = {f.name: got[f.name] for f in eager.fields if f.pointer}
             self._kept[name] = got
-            while len(self._kept) > self.KEEP:
+            while len(self._kept) > 1 and sum(a.nbytes for p in self._kept.values() for a in p.values()) > \
+                    self.KEEP_BYTES:
                 self._kept.pop(next(iter(self._kept)))
             return got
 

@@ -184,7 +184,28 @@ def bwd_layernorm(U_hi, U_lo, V_hi, V_lo, xhat, inv, gamma, rows, n, base):
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
-def _sm_row(U_hi, U_lo, V_hi, V_lo, s, n, inner, log, start, sj):
+def _sm_row(U_hi, U_lo, V_hi, V_lo, s, n, log, start, sj):
+    # one row of a softmax over the last axis (contiguous): consumer-outer, the loop over jj on views vectorises
+    dt = s.dtype.type
+    srow = s[start:start + n]
+    uh = U_hi[start:start + n]
+    ul = U_lo[start:start + n]
+    for jj in range(n):
+        sj[jj] = dt(math.exp(srow[jj])) if log else srow[jj]
+    for ii in range(n):
+        vh = V_hi[start + ii]
+        if vh == -np.inf:
+            continue
+        vl = V_lo[start + ii]
+        si = srow[ii]
+        for jj in range(n):
+            d = dt(1.0) if ii == jj else dt(0.0)
+            _pick(uh, ul, jj, (d - sj[jj]) if log else si * (d - sj[jj]), vh, vl)  # the reference's weight
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _sm_row_strided(U_hi, U_lo, V_hi, V_lo, s, n, inner, log, start, sj):
+    # a softmax over an inner axis: the row's elements are ``inner`` apart
     dt = s.dtype.type
     for jj in range(n):
         x = s[start + jj * inner]
@@ -198,7 +219,7 @@ def _sm_row(U_hi, U_lo, V_hi, V_lo, s, n, inner, log, start, sj):
         si = s[i]
         for jj in range(n):
             d = dt(1.0) if ii == jj else dt(0.0)
-            w = (d - sj[jj]) if log else si * (d - sj[jj])  # in the node's dtype, as the reference computes it
+            w = (d - sj[jj]) if log else si * (d - sj[jj])
             j = start + jj * inner
             p = w * vh
             q = w * vl
@@ -212,7 +233,11 @@ def _sm_row(U_hi, U_lo, V_hi, V_lo, s, n, inner, log, start, sj):
 def bwd_softmax(U_hi, U_lo, V_hi, V_lo, s, outer, n, inner, log, base):
     sj = np.empty((outer * inner, n), s.dtype)
     for t in prange(outer * inner):
-        _sm_row(U_hi, U_lo, V_hi, V_lo, s, n, inner, log, (t // inner) * n * inner + t % inner, sj[t])
+        start = (t // inner) * n * inner + t % inner
+        if inner == 1:
+            _sm_row(U_hi, U_lo, V_hi, V_lo, s, n, log, start, sj[t])
+        else:
+            _sm_row_strided(U_hi, U_lo, V_hi, V_lo, s, n, inner, log, start, sj[t])
 
 
 protect(sys.modules[__name__])  # checksummed disk cache (see checked_cache.py)
