@@ -150,20 +150,25 @@ def _maxtimes_one(M: int, K: int, N: int) -> None:
     off = np.zeros(1, np.int64)
     # eager: hi, lo and their pointers (pointers="eager"); lazy: the values-only sweep (the default)
     for pointers, what in (("eager", "hi, lo, 2 pointers"), ("lazy", "values only")):
-        k = semir.compile(prog, "max_product", wrt=["x"], pointers=pointers)
-        k(x=x, w=w)
-        sr = k.semiring
-        V = sr.ones((M * N,), np.float32)
-        U = sr.zeros((M * K,), np.float32)
-        t_mt = best(lambda: k.sr.matmul_bwd_a(*U.values(), *V.values(), w.reshape(-1), off, off, off, M, K, N, 0,
-                                              False), repeat=3)
-        UB = sr.zeros((K * N,), np.float32)  # slot B: the state of the weight
-        t_b = best(lambda: k.sr.matmul_bwd_b(*UB.values(), *V.values(), x.reshape(-1), off, off, off, M, K, N, 0,
-                                             False), repeat=3)
+        t_mt, t_b = _maxtimes_kernels(prog, pointers, x, w)
         report("maxtimes", f"{shape} slot B ({what}) G edges/s", M * K * N / t_b / 1e9)
         report("maxtimes", f"{shape} max-times ({what}) G edges/s", M * K * N / t_mt / 1e9)
         report("maxtimes", f"{shape} {what}: edges/s over SGEMM FMAs/s", t_blas / t_mt, "x")
     report("maxtimes", f"{shape} numpy.matmul GFLOP/s", 2 * M * K * N / t_blas / 1e9)
+
+
+def _maxtimes_kernels(prog, pointers: str, x: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """Seconds of one max_product slot-A and one slot-B kernel call on x @ w (pointers: "eager" or "lazy")."""
+    (M, K), N = x.shape, w.shape[1]
+    k = semir.compile(prog, "max_product", wrt=["x"], pointers=pointers)
+    k(x=x, w=w)
+    sr, off = k.semiring, np.zeros(1, np.int64)
+    V, U, UB = sr.ones((M * N,), np.float32), sr.zeros((M * K,), np.float32), sr.zeros((K * N,), np.float32)
+    t_a = best(lambda: k.sr.matmul_bwd_a(*U.values(), *V.values(), w.reshape(-1), off, off, off, M, K, N, 0, False),
+               repeat=3)
+    t_b = best(lambda: k.sr.matmul_bwd_b(*UB.values(), *V.values(), x.reshape(-1), off, off, off, M, K, N, 0,
+                                         False), repeat=3)
+    return t_a, t_b
 
 
 def scaling() -> None:
