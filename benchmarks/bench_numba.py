@@ -147,7 +147,6 @@ def _maxtimes_one(M: int, K: int, N: int) -> None:
     prog = semir.parse(f"def f(x: f32[{M}, {K}], w: f32[{K}, {N}]) -> f32[{M}, {N}] {{\n  return x @ w\n}}")
     t_blas = best(lambda: np.matmul(x, w), repeat=5)
     shape = f"M={M} K={K} N={N}"
-    off = np.zeros(1, np.int64)
     # eager: hi, lo and their pointers (pointers="eager"); lazy: the values-only sweep (the default)
     for pointers, what in (("eager", "hi, lo, 2 pointers"), ("lazy", "values only")):
         t_mt, t_b = _maxtimes_kernels(prog, pointers, x, w)

@@ -36,8 +36,8 @@ after_call = mb()
 t = time.perf_counter()
 path = analysis.top_paths(r, "x", (0,))[0]
 seconds = time.perf_counter() - t
-print(json.dumps({{"shape": [L, H, A, F, S], "pointers": {pointers!r}, "peak_after_call_mb": after_call, "peak_after_path_mb": mb(),
-                  "path_seconds": seconds, "steps": len(path)}}))
+print(json.dumps({{"shape": [L, H, A, F, S], "pointers": {pointers!r}, "peak_after_call_mb": after_call,
+                  "peak_after_path_mb": mb(), "path_seconds": seconds, "steps": len(path)}}))
 """
 
 
