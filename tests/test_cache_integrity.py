@@ -67,3 +67,25 @@ def test_unwritable_cache_directory_is_a_clear_error(tmp_path):
     p = subprocess.run([sys.executable, "-m", "semir.cli", "run", str(EXAMPLES / "paper_fig1.semir"),
                         "--input", "x=1", "--input", "y=2"], env=env, capture_output=True, text=True)
     assert p.returncode == 2 and "SEMIR_CACHE_DIR" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_dependency_joins_the_cache_stamp(tmp_path, monkeypatch):
+    # Numba checks only the defining file; code compiled in from another module (an intrinsic, an inlined
+    # helper) must invalidate the cache too, or an edit to it would run the old machine code
+    import importlib
+
+    from semir.backends.numba.checked_cache import protect
+
+    (tmp_path / "semir_dep_mod.py").write_text("X = 1\n")
+    (tmp_path / "semir_user_mod.py").write_text("from numba import njit\n\n\n@njit(cache=True)\ndef f(x):\n"
+                                                 "    return x + 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    dep, user = importlib.import_module("semir_dep_mod"), importlib.import_module("semir_user_mod")
+    stamps = []
+    for text in ("X = 1\n", "X = 2\n"):
+        (tmp_path / "semir_dep_mod.py").write_text(text)
+        user = importlib.reload(user)
+        protect(user, depends=(dep,))
+        stamps.append(user.f._cache._cache_file._source_stamp)
+    assert stamps[0] != stamps[1]
+    assert user.f(1) == 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from pathlib import Path
 from types import ModuleType
 
 from numba.core.caching import IndexDataCacheFile
@@ -68,8 +69,13 @@ class CheckedCacheFile(IndexDataCacheFile):
             f.write(_seal(self._dump(data)))
 
 
-def protect(module: ModuleType) -> None:
-    """Give every caching dispatcher defined in ``module`` a :class:`CheckedCacheFile` (before first use)."""
+def protect(module: ModuleType, depends: tuple[ModuleType, ...] = ()) -> None:
+    """Give every caching dispatcher defined in ``module`` a :class:`CheckedCacheFile` (before first use).
+
+    ``depends``: modules whose code the dispatchers compile in (intrinsics, inlined helpers). Numba checks only
+    the defining file's time stamp, so their contents join the stamp: editing one recompiles, never reuses.
+    """
+    extra = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in depends)).hexdigest() if depends else ""
     for obj in vars(module).values():
         cache = getattr(obj, "_cache", None)
         cf = getattr(cache, "_cache_file", None)
@@ -80,4 +86,6 @@ def protect(module: ModuleType) -> None:
             checked._index_name = cf._index_name.replace(".nbi", ".semir.nbi")
             checked._index_path = cf._index_path.replace(".nbi", ".semir.nbi")
             checked._data_name_pattern = cf._data_name_pattern.replace(".nbc", ".semir.nbc")
+            if extra:
+                checked._source_stamp = (cf._source_stamp, extra)
             cache._cache_file = checked

@@ -18,6 +18,7 @@ import sys
 import numpy as np
 from numba import njit, prange
 
+from .. import prelude, vector
 from ..checked_cache import protect
 from ..prelude import ln_weight
 from ..vector import RK, RM, max_times_block
@@ -240,4 +241,4 @@ def bwd_softmax(U_hi, U_lo, V_hi, V_lo, s, outer, n, inner, log, base):
             _sm_row_strided(U_hi, U_lo, V_hi, V_lo, s, n, inner, log, start, sj[t])
 
 
-protect(sys.modules[__name__])  # checksummed disk cache (see checked_cache.py)
+protect(sys.modules[__name__], depends=(vector, prelude))  # checksummed disk cache (see checked_cache.py)
