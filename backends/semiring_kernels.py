@@ -1,4 +1,5 @@
 """The Numba kernels of the built-in semirings, by semiring name: the code the generated modules are made of.
+(max_product's are ordinary modules, ``backends/numba/semirings/``; the others are still source here.)
 
 A :class:`~semir.semirings.Semiring` is backend-neutral data (fields, ⊕, ⊗, lift, extend, finalize, kind);
 what a Numba or CUDA kernel does with it lives here, one :class:`Kernels` entry per semiring:
@@ -21,6 +22,10 @@ what a Numba or CUDA kernel does with it lives here, one :class:`Kernels` entry 
 ``gemm``
     (slot A, slot B) contraction backward as BLAS calls, for semirings whose ⊕/⊗ embed into ordinary
     arithmetic; signature (U, V, other, a_off, b_off, y_off, M, K, N), U/V tuples of fields.
+``module``
+    instead of source strings, an ordinary module under ``backends/numba/semirings/`` defining ``acc`` and the
+    structured kernels it specialises (``templates.MODULE_KERNELS``), which the generated module imports:
+    max_product with pointers, and its values-only variant.
 """
 
 from __future__ import annotations
@@ -337,273 +342,10 @@ def _gemms(name: str, contract):
             lambda U, V, A, ao, bo, yo, M, K, N: _ring_gemm(name, contract, U, V, A, ao, bo, yo, M, K, N, "b"))
 
 
-# Max-times with pointers, one output row at a time in registers. Whatever the sign of w, the best
-# candidate is max(w·hi, w·lo) and the worst min(w·hi, w·lo), so the inner loop has no sign branch;
-# strict comparisons keep the first n, i.e. the lowest edge, as ⊕ does. The k loop vectorises only as
-# written: the max as a compare and select (Numba's max() lowers to a form LLVM leaves scalar) and the
-# slots' pointers int32, as wide as the float32 values (int64 slots halve the lanes).
-_MP_MATMUL = """
-@njit(cache=True, error_model="numpy")  # Python's error model keeps LLVM from vectorising the k loop (2x)
-def _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, Bt, bt0, a_off, y_off, M, K, N, base, b, m,
-            bh, bl, eh, el):
-    # bh/bl/eh/el: this thread's best hi/lo and their n, one slot per k; the k loop vectorises
-    yo = y_off[b] + m * N
-    _mp_reset(bh, bl, eh, el, K)
-    for n in range(N):
-        vh = V_hi[yo + n]
-        if vh == -np.inf:
-            continue
-        vl = V_lo[yo + n]
-        # a view of the row, not Bt[bt0 + n*K + k]: with a runtime offset in the index LLVM left the loop
-        # scalar (2.4 against 10.4 G edges/s)
-        brow = Bt[bt0 + n * K:bt0 + n * K + K]
-        nn = np.int32(n)
-        for k in range(K):
-            w = brow[k]
-            p = w * vh
-            q = w * vl
-            ch = p if p > q else q
-            cl = q if p > q else p
-            better = ch > bh[k]
-            bh[k] = ch if better else bh[k]
-            eh[k] = nn if better else eh[k]
-            worse = cl < bl[k]
-            bl[k] = cl if worse else bl[k]
-            el[k] = nn if worse else el[k]
-    _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, K, a_off[b] + m * K, base + yo)
 
 
-@njit(cache=True)
-def _mp_slots(n, like):
-    # one thread's per-element bests: hi, lo (the values' dtype) and their int32 indices
-    return np.empty(n, like.dtype), np.empty(n, like.dtype), np.empty(n, np.int32), np.empty(n, np.int32)
 
 
-@njit(cache=True, parallel=True)
-def matmul_bwd_a(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_edge, B, a_off, b_off, y_off,
-                 M, K, N, base, shared):
-    nb = a_off.shape[0]
-    # B[b] is [K, N]; its transpose makes the inner loop run over contiguous k
-    Bt = np.empty(nb * K * N, B.dtype)
-    for t in prange(nb * ((K + 31) // 32)):  # blocked, so both sides of the copy stay in cache
-        b = t // ((K + 31) // 32)
-        k0 = (t % ((K + 31) // 32)) * 32
-        for n0 in range(0, N, 32):
-            for k in range(k0, min(k0 + 32, K)):
-                for n in range(n0, min(n0 + 32, N)):
-                    Bt[b * K * N + n * K + k] = B[b_off[b] + k * N + n]
-    if shared:
-        for m in prange(M):
-            bh, bl, eh, el = _mp_slots(K, V_hi)
-            for b in range(nb):
-                _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, Bt, b * K * N, a_off, y_off, M, K, N,
-                        base, b, m, bh, bl, eh, el)
-    else:
-        for t in prange(nb * M):
-            bh, bl, eh, el = _mp_slots(K, V_hi)
-            b = t // M
-            _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, Bt, b * K * N, a_off, y_off, M, K, N, base,
-                    b, t % M, bh, bl, eh, el)
-
-
-# Slot B (D_B[k, n] = ⊕_m A[m, k]·D_Y[m, n]): one row k of B's state per thread, the consumers' rows m visited in
-# ascending order against per-n slots, so the inner loop over n vectorises (the generic per-edge kernel ran
-# at 0.7 G edges/s on attention's q kᵀ). A consumer element with no path (hi = -inf) is masked per lane.
-# Each batch is merged on its own, by (value, edge), so batches sharing a block of B may come in any order.
-@njit(cache=True, _nrt=False, error_model="numpy")
-def _mp_update_b(vh_row, vl_row, w, bh, bl, eh, el, mm, N):
-    for n in range(N):
-        vh = vh_row[n]
-        p = w * vh
-        q = w * vl_row[n]
-        ch = p if p > q else q
-        cl = q if p > q else p
-        live = vh != -np.inf
-        better = live & (ch > bh[n])
-        bh[n] = ch if better else bh[n]
-        eh[n] = mm if better else eh[n]
-        worse = live & (cl < bl[n])
-        bl[n] = cl if worse else bl[n]
-        el[n] = mm if worse else el[n]
-
-
-@njit(cache=True, error_model="numpy")
-def _mp_col(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, A, a_off, b_off, y_off, M, K, N, base, b, k,
-            bh, bl, eh, el):
-    _mp_reset(bh, bl, eh, el, N)
-    yo = y_off[b]
-    for m in range(M):
-        w = A[a_off[b] + m * K + k]
-        _mp_update_b(V_hi[yo + m * N:yo + m * N + N], V_lo[yo + m * N:yo + m * N + N], w, bh, bl, eh, el,
-                     np.int32(m), N)
-    j0 = b_off[b] + k * N
-    e0 = base + yo
-    for n in range(N):  # the edge of consumer element (m, n) is e0 + m * N + n
-        j = j0 + n
-        if eh[n] >= 0:
-            e = e0 + eh[n] * N + n
-            if bh[n] > U_hi[j] or (bh[n] == U_hi[j] and e < U_hi_edge[j]):
-                U_hi[j] = bh[n]
-                U_hi_edge[j] = e
-        if el[n] >= 0:
-            e = e0 + el[n] * N + n
-            if bl[n] < U_lo[j] or (bl[n] == U_lo[j] and e < U_lo_edge[j]):
-                U_lo[j] = bl[n]
-                U_lo_edge[j] = e
-
-
-@njit(cache=True, parallel=True)
-def matmul_bwd_b(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_edge, A, a_off, b_off, y_off,
-                 M, K, N, base, shared):
-    nb = b_off.shape[0]
-    if shared:  # one thread per row k of every block: the batches sharing a block are merged in turn
-        for k in prange(K):
-            bh, bl, eh, el = _mp_slots(N, V_hi)
-            for b in range(nb):
-                _mp_col(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, A, a_off, b_off, y_off, M, K, N, base, b,
-                        k, bh, bl, eh, el)
-    else:
-        for t in prange(nb * K):
-            bh, bl, eh, el = _mp_slots(N, V_hi)
-            _mp_col(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, A, a_off, b_off, y_off, M, K, N, base,
-                    t // K, t % K, bh, bl, eh, el)
-"""
-
-
-# Layernorm rows for max-times with pointers, consumer-outer: the inner loop runs over the row's operand
-# elements, each with its own best-so-far slot, so it vectorises (an argmax reduction over consumers does
-# not). Visiting consumers in ascending order with strict comparisons keeps the lowest edge among ties.
-_MP_LAYERNORM = """
-@njit(cache=True, _nrt=False, error_model="numpy")
-def _mp_reset(bh, bl, eh, el, count):
-    # empty per-slot bests (no edge yet); also used by the max-times matmul
-    for k in range(count):
-        bh[k] = -np.inf
-        bl[k] = np.inf
-        eh[k] = -1
-        el[k] = -1
-
-
-@njit(cache=True, _nrt=False, error_model="numpy", inline="always")
-def _mp_pick(bh, bl, eh, el, jj, w, vh, vl, ni):
-    # one candidate edge (weight w from consumer ni, whose state is (vh, vl)) against slot jj's bests: the
-    # best is max(w·hi, w·lo) and the worst min(w·hi, w·lo) whatever w's sign; strict comparisons keep the
-    # first consumer. As selects and int32 slots the caller's loop over jj vectorises.
-    p = w * vh
-    q = w * vl
-    ch = p if p > q else q
-    cl = q if p > q else p
-    better = (ch > bh[jj]) | (eh[jj] < 0)
-    bh[jj] = ch if better else bh[jj]
-    eh[jj] = ni if better else eh[jj]
-    worse = (cl < bl[jj]) | (el[jj] < 0)
-    bl[jj] = cl if worse else bl[jj]
-    el[jj] = ni if worse else el[jj]
-
-
-@njit(cache=True, _nrt=False, error_model="numpy")
-def _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, count, j0, e0):
-    # ⊕ of per-slot bests (value, index of the winning edge within the row) into operand elements
-    # j0 + k, pointers e0 + index; also used by the max-times matmul
-    for k in range(count):
-        if eh[k] < 0:
-            continue
-        j = j0 + k
-        e = e0 + eh[k]
-        if bh[k] > U_hi[j] or (bh[k] == U_hi[j] and e < U_hi_edge[j]):
-            U_hi[j] = bh[k]
-            U_hi_edge[j] = e
-        e = e0 + el[k]
-        if bl[k] < U_lo[j] or (bl[k] == U_lo[j] and e < U_lo_edge[j]):
-            U_lo[j] = bl[k]
-            U_lo_edge[j] = e
-
-
-@njit(cache=True, _nrt=False, error_model="numpy")
-def _mp_ln_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, xhat, inv, gamma, n, base, r, bh, bl, eh, el, xn):
-    start = r * n
-    dt = xhat.dtype.type
-    _mp_reset(bh, bl, eh, el, n)
-    xrow = xhat[start:start + n]  # a view: an offset index keeps the loop scalar (see the matmul)
-    for jj in range(n):
-        xn[jj] = xrow[jj] / dt(n)  # x̂_j/n once per element, in the dtype, as the reference takes it
-    c = dt(1.0 / n)
-    for ii in range(n):
-        i = start + ii
-        vh = V_hi[i]
-        if vh == -np.inf:
-            continue
-        vl = V_lo[i]
-        gi = gamma[ii] * inv[r]
-        xi = xhat[i]
-        ni = np.int32(ii)
-        for jj in range(n):
-            w = ln_weight(gi, dt(1.0) if ii == jj else dt(0.0), c, xi, xn[jj])
-            _mp_pick(bh, bl, eh, el, jj, w, vh, vl, ni)
-    _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, n, start, base + start)
-
-
-@njit(cache=True, parallel=True)
-def bwd_layernorm(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_edge, xhat, inv, gamma, rows, n,
-                  base):
-    best = np.empty((rows, 2, n), V_hi.dtype)
-    which = np.empty((rows, 2, n), np.int32)
-    xn = np.empty((rows, n), xhat.dtype)
-    for r in prange(rows):
-        _mp_ln_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, xhat, inv, gamma, n, base, r, best[r, 0],
-                   best[r, 1], which[r, 0], which[r, 1], xn[r])
-"""
-
-
-# (Log-)softmax rows for max-times with pointers, consumer-outer as the layernorm rows above: per row, each
-# operand element jj has its own best-so-far slot, the consumers ii are visited in ascending order (the
-# lowest edge first, kept by strict comparisons), and the inner loop over jj vectorises. Weights are those
-# of the generic row kernel: w = s_i (δ_ij − s_j) (log-softmax: δ_ij − e^{s_j}), rounded to the node's dtype.
-# The per-operand argmax reduction of the generic kernel stays scalar: 7 ns an edge on MiniLM's attention.
-_MP_SOFTMAX = """
-@njit(cache=True, _nrt=False, error_model="numpy")
-def _mp_sm_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, s, n, inner, log, base, start, bh, bl, eh, el, sj):
-    _mp_reset(bh, bl, eh, el, n)
-    dt = s.dtype.type
-    for jj in range(n):
-        x = s[start + jj * inner]
-        sj[jj] = dt(math.exp(x)) if log else x
-    for ii in range(n):
-        i = start + ii * inner
-        vh = V_hi[i]
-        if vh == -np.inf:
-            continue
-        vl = V_lo[i]
-        si = s[i]
-        ni = np.int32(ii)
-        for jj in range(n):
-            d = dt(1.0) if ii == jj else dt(0.0)
-            w = (d - sj[jj]) if log else si * (d - sj[jj])  # in the node's dtype, as the reference computes it
-            _mp_pick(bh, bl, eh, el, jj, w, vh, vl, ni)
-    for jj in range(n):
-        if eh[jj] < 0:
-            continue
-        j = start + jj * inner
-        e = base + start + eh[jj] * inner
-        if bh[jj] > U_hi[j] or (bh[jj] == U_hi[j] and e < U_hi_edge[j]):
-            U_hi[j] = bh[jj]
-            U_hi_edge[j] = e
-        e = base + start + el[jj] * inner
-        if bl[jj] < U_lo[j] or (bl[jj] == U_lo[j] and e < U_lo_edge[j]):
-            U_lo[j] = bl[jj]
-            U_lo_edge[j] = e
-
-
-@njit(cache=True, parallel=True)
-def bwd_softmax(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_edge, s, outer, n, inner, log, base):
-    best = np.empty((outer * inner, 2, n), V_hi.dtype)
-    which = np.empty((outer * inner, 2, n), np.int32)
-    sj = np.empty((outer * inner, n), s.dtype)
-    for t in prange(outer * inner):
-        start = (t // inner) * n * inner + t % inner
-        _mp_sm_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, s, n, inner, log, base, start, best[t, 0],
-                   best[t, 1], which[t, 0], which[t, 1], sj[t])
-"""
 
 
 # Merge the K candidates of D_v[i]·w into the sorted list D_u[j]: candidate r (rank r at the consumer)
@@ -679,51 +421,7 @@ def bwd_softmax(U_v, V_v, s, outer, n, inner, log, base):
         gemm=(lambda U, V, B, ao, bo, yo, M, K, N: _linear_gemm(U[0], V[0], B, ao, bo, yo, M, K, N, "a"),
           lambda U, V, A, ao, bo, yo, M, K, N: _linear_gemm(U[0], V[0], A, ao, bo, yo, M, K, N, "b")),
     ),
-    "max_product": Kernels(
-        acc="""
-def acc(U_hi, U_lo, U_hi_edge, U_lo_edge, j, V_hi, V_lo, V_hi_edge, V_lo_edge, i, w, e):
-    vh = V_hi[i]
-    if vh == -np.inf:
-        return
-    vl = V_lo[i]
-    if w >= 0:
-        ch = w * vh
-        cl = w * vl
-    else:
-        ch = w * vl
-        cl = w * vh
-    if ch > U_hi[j] or (ch == U_hi[j] and e < U_hi_edge[j]):
-        U_hi[j] = ch
-        U_hi_edge[j] = e
-    if cl < U_lo[j] or (cl == U_lo[j] and e < U_lo_edge[j]):
-        U_lo[j] = cl
-        U_lo_edge[j] = e
-""",
-        matmul=_MP_MATMUL,
-        reduce=("bh = -np.inf\nbl = np.inf\neh = -1\nel = -1", """
-vh = V_hi[{i}]
-if vh != -np.inf:
-    w_ = V_hi.dtype.type({w})
-    p = w_ * vh
-    q = w_ * V_lo[{i}]
-    ch = max(p, q)
-    cl = min(p, q)
-    if ch > bh or eh < 0:
-        bh = ch
-        eh = {e}
-    if cl < bl or el < 0:
-        bl = cl
-        el = {e}""", """
-if eh >= 0:
-    if bh > U_hi[{j}] or (bh == U_hi[{j}] and eh < U_hi_edge[{j}]):
-        U_hi[{j}] = bh
-        U_hi_edge[{j}] = eh
-    if bl < U_lo[{j}] or (bl == U_lo[{j}] and el < U_lo_edge[{j}]):
-        U_lo[{j}] = bl
-        U_lo_edge[{j}] = el"""),
-        layernorm=_MP_LAYERNORM,
-        softmax=_MP_SOFTMAX,
-    ),
+    "max_product": Kernels(module="semir.backends.numba.semirings.max_product"),
     "max_abs": Kernels(
         acc="""
 def acc(U_v, U_edge, j, V_v, V_edge, i, w, e):
@@ -869,6 +567,19 @@ def acc(U_b, j, V_b, i, w, e):
 }
 
 
+def acc_source(k: Kernels) -> str:
+    """``acc`` as source: the field, or the module's function without its decorator (the CUDA backend compiles
+    it for the device). The module is imported here, not with this one: it imports the Numba backend."""
+    if not k.module:
+        return k.acc
+    import importlib
+    import inspect
+    import textwrap
+
+    body = textwrap.dedent(inspect.getsource(importlib.import_module(k.module).acc.py_func)).splitlines()
+    return "\n".join(line for line in body if not line.startswith("@")) + "\n"
+
+
 def field_args(sr: Semiring, *prefixes: str) -> list[str]:
     """The comma-separated field arguments of a kernel signature, one string per prefix: ``U_hi, U_lo, ...``."""
     return [", ".join(f"{p}_{f.name}" for f in sr.fields) for p in prefixes]
@@ -878,8 +589,9 @@ def kernels_for(sr: Semiring) -> Kernels | None:
     """The semiring's kernels (``topk:K`` share one entry), or None: then it runs on the reference backend.
     A user-defined semiring's ``acc`` calls its own functions, compiled by Numba (``user_semiring.py``)."""
     if sr.scalar is not None:
-        from .user_semiring import acc_source, token
+        from .user_semiring import acc_source as user_acc
+        from .user_semiring import token
 
-        prelude, acc = acc_source(token(sr.scalar))
+        prelude, acc = user_acc(token(sr.scalar))
         return Kernels(acc=acc, prelude=prelude)
     return KERNELS.get(sr.name.split(":")[0] + ("/values" if sr.lazy else ""))
