@@ -122,12 +122,11 @@ def compile(prog: Program, semiring: str | Semiring = "sum_product", backend: st
     max over consumers. Ring semirings are exact on that graph. On numba, pointers name the consumer
     (as brunoflow's do); element paths need the reference backend. Checked against brunoflow itself.
     ``pointers`` (path semirings): ``"eager"`` keeps every element's pointer in the sweep (the state's
-    ``*_edge`` fields); ``"lazy"`` (max_product, on numba and reference) sweeps values only and recovers a
-    pointer when :meth:`Result.path` or :meth:`Result.next_nodes` asks, by rescanning that element's edges
-    with the same ⊕ and tie rule, so lazy and eager give the same paths. A path costs its length times
-    the fan-out of its elements; ``next_nodes`` on a large node rescans every element, so analyses that
-    need every pointer (the branch tables) compile eagerly. ``"auto"`` (default): lazy on numba for
-    max_product, eager otherwise.
+    ``*_edge`` fields); ``"lazy"`` (max_product, on numba and reference) sweeps values only and recovers
+    pointers when :meth:`Result.path` or :meth:`Result.next_nodes` asks, with the same ⊕ and tie rule, so
+    lazy and eager give the same paths: numba reruns the backward steps into each node a path visits with
+    the eager kernels (once per node: recovered pointers are kept), the reference rescans the element's
+    edges. ``"auto"`` (default): lazy on numba for max_product, eager otherwise.
     Returns a kernel; call it with inputs by name to get a :class:`Result`.
     """
     prog = getattr(prog, "program", prog)  # an imported model (from_torch, import_onnx) carries its program

@@ -262,10 +262,12 @@ class Result:
             raise OptionError(f"component must be 'hi' or 'lo', got {comp!r}")
         node = self._name(name)
         st = self.states[node]
-        if sr.lazy:  # every element's pointer, rescanned: analyses that need them all compile eagerly
+        if sr.lazy:  # every element's pointer, recovered (on numba: the whole node at once)
             size = int(np.prod(self._shape(node), dtype=np.int64))
-            st = {f"{comp}_edge": np.array([self._lazy_pointer(node, i, comp) for i in range(size)],
-                                           np.int64).reshape(self._shape(node))}
+            whole = (self.edge_info.pointer_state(node)[f"{comp}_edge"]
+                     if hasattr(self.edge_info, "pointer_state") and node != self.program.resolve(self.program.output)
+                     else np.array([self._lazy_pointer(node, i, comp) for i in range(size)], np.int64))
+            st = {f"{comp}_edge": whole.reshape(self._shape(node))}
         field = {"single": "edge", "signed": f"{comp}_edge", "ranked": "edge"}[sr.paths]
         edges = st[field][..., int(comp)] if sr.paths == "ranked" else st[field]
         flat = edges.reshape(-1)

@@ -88,7 +88,7 @@ class Semiring:
     scalar: ScalarFunctions | None = None
     # The semiring with pointers whose values-only variant this is (``compile(..., pointers="lazy")``): it has
     # no pointer fields, so the sweep moves a third of max_product's bytes; a path's pointers are recovered
-    # when asked, by rescanning one element's edges with ``eager``'s ⊕ (ties to the lowest edge, as eager).
+    # when asked (``Result.path``), with ``eager``'s ⊕ and tie rule, so they are the ones ``eager`` keeps.
     eager: Semiring | None = None
 
     @property

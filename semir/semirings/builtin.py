@@ -130,7 +130,7 @@ max_product_values = Semiring(
     paths="signed",
     components=("hi", "lo"),
     eager=max_product,
-    description="max_product without pointers: paths recovered on demand",
+    description="the largest signed path product (hi) and the smallest (lo); pointers recovered per path",
 )
 
 # The values-only variant of each semiring that has one (max_abs and topk mark "no path" by their pointers)
