@@ -111,6 +111,23 @@ def ln_weight(gi, d, c, xi, xnj):
     return gi * ((d - c) - xi * xnj)
 
 
+@njit(cache=True, inline="always")
+def sm_weight(d, si, sj, log):
+    """(Log-)softmax's edge weight s_i (δ_ij − s_j), or δ_ij − e^{s_j} (``sj`` holds e^{s_j} then), every argument
+    in the node's dtype and so every operation, as the reference computes it."""
+    return (d - sj) if log else si * (d - sj)
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def sm_row(s, start, n, inner, log, sj):
+    """Into ``sj``: the s_j of the (log-)softmax row at ``start`` (elements ``inner`` apart), or e^{s_j} for
+    log-softmax, in the node's dtype."""
+    dt = s.dtype.type
+    for jj in range(n):
+        x = s[start + jj * inner]
+        sj[jj] = dt(math.exp(x)) if log else x
+
+
 @njit(cache=True, _nrt=False)
 def count_nonfinite(bits, mask):
     """How many of the floats whose bit patterns are ``bits`` (an int32 or int64 view) are inf or NaN: all

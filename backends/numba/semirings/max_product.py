@@ -5,7 +5,6 @@ Ties break toward the lowest edge, as ⊕ does: candidates are visited in ascend
 comparisons, and merged into the state by (value, edge).
 """
 
-import math
 import sys
 
 import numpy as np
@@ -13,9 +12,10 @@ from numba import njit, prange
 
 from .. import prelude
 from ..checked_cache import protect
-from ..prelude import ln_weight
+from ..prelude import ln_weight, sm_row, sm_weight
 
 
+# self-contained (no helpers): the CUDA backend compiles this function's source for the device
 @njit(cache=True, _nrt=False, error_model="numpy")
 def acc(U_hi, U_lo, U_hi_edge, U_lo_edge, j, V_hi, V_lo, V_hi_edge, V_lo_edge, i, w, e):
     vh = V_hi[i]
@@ -259,9 +259,7 @@ def matmul_bwd_b(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_e
 def _mp_sm_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, s, n, inner, log, base, start, bh, bl, eh, el, sj):
     _mp_reset(bh, bl, eh, el, n)
     dt = s.dtype.type
-    for jj in range(n):
-        x = s[start + jj * inner]
-        sj[jj] = dt(math.exp(x)) if log else x
+    sm_row(s, start, n, inner, log, sj)
     for ii in range(n):
         i = start + ii * inner
         vh = V_hi[i]
@@ -271,8 +269,7 @@ def _mp_sm_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, s, n, inner, log, b
         si = s[i]
         ni = np.int32(ii)
         for jj in range(n):
-            d = dt(1.0) if ii == jj else dt(0.0)
-            w = (d - sj[jj]) if log else si * (d - sj[jj])  # in the node's dtype, as the reference computes it
+            w = sm_weight(dt(1.0) if ii == jj else dt(0.0), si, sj[jj], log)
             _mp_pick(bh, bl, eh, el, jj, w, vh, vl, ni)
     for jj in range(n):
         if eh[jj] < 0:

@@ -12,7 +12,6 @@ A consumer element with no path (hi = -inf, lo = +inf) is skipped: its product w
 not 0̄.
 """
 
-import math
 import sys
 
 import numpy as np
@@ -20,7 +19,7 @@ from numba import njit, prange
 
 from .. import prelude, vector
 from ..checked_cache import protect
-from ..prelude import ln_weight
+from ..prelude import ln_weight, sm_row, sm_weight
 from ..vector import RK, RM, max_times_block
 
 
@@ -191,8 +190,7 @@ def _sm_row(U_hi, U_lo, V_hi, V_lo, s, n, log, start, sj):
     srow = s[start:start + n]
     uh = U_hi[start:start + n]
     ul = U_lo[start:start + n]
-    for jj in range(n):
-        sj[jj] = dt(math.exp(srow[jj])) if log else srow[jj]
+    sm_row(s, start, n, 1, log, sj)
     for ii in range(n):
         vh = V_hi[start + ii]
         if vh == -np.inf:
@@ -200,34 +198,23 @@ def _sm_row(U_hi, U_lo, V_hi, V_lo, s, n, log, start, sj):
         vl = V_lo[start + ii]
         si = srow[ii]
         for jj in range(n):
-            d = dt(1.0) if ii == jj else dt(0.0)
-            _pick(uh, ul, jj, (d - sj[jj]) if log else si * (d - sj[jj]), vh, vl)  # the reference's weight
+            _pick(uh, ul, jj, sm_weight(dt(1.0) if ii == jj else dt(0.0), si, sj[jj], log), vh, vl)
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _sm_row_strided(U_hi, U_lo, V_hi, V_lo, s, n, inner, log, start, sj):
     # a softmax over an inner axis: the row's elements are ``inner`` apart
     dt = s.dtype.type
-    for jj in range(n):
-        x = s[start + jj * inner]
-        sj[jj] = dt(math.exp(x)) if log else x
+    sm_row(s, start, n, inner, log, sj)
     for ii in range(n):
         i = start + ii * inner
         vh = V_hi[i]
         if vh == -np.inf:
             continue
         vl = V_lo[i]
-        si = s[i]
         for jj in range(n):
-            d = dt(1.0) if ii == jj else dt(0.0)
-            w = (d - sj[jj]) if log else si * (d - sj[jj])
-            j = start + jj * inner
-            p = w * vh
-            q = w * vl
-            ch = p if p > q else q
-            cl = q if p > q else p
-            U_hi[j] = ch if ch > U_hi[j] else U_hi[j]
-            U_lo[j] = cl if cl < U_lo[j] else U_lo[j]
+            w = sm_weight(dt(1.0) if ii == jj else dt(0.0), s[i], sj[jj], log)
+            _pick(U_hi, U_lo, start + jj * inner, w, vh, vl)
 
 
 @njit(cache=True, parallel=True)
