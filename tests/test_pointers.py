@@ -134,3 +134,22 @@ def test_the_eager_state_keeps_its_pointer_fields():
         **random_inputs(semir.load(EXAMPLES / "mlp.semir"), seed=1, dims={"B": 2}))
     s = r.state(r.wrt[0])
     assert {"hi_edge", "lo_edge"} <= set(s) and not np.all(s["hi_edge"] == EDGE_NONE)
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f64"])
+def test_vector_contraction_with_tails_ties_and_elements_without_a_path(dtype):
+    # M odd (a row left after the 2-row blocks), K not a multiple of 4, N not a multiple of the lanes; only
+    # some columns of the product reach the output, so D_Y holds elements with no path; small integers tie.
+    # Every weight is an input value, so the reference's numbers are exact and the states must equal them
+    src = (f"def main(x: {dtype}[5, 37], w: {dtype}[37, 45], v: {dtype}[5, 38]) -> {dtype} {{\n"
+           f"    return sum((x @ w)[:, 3:41] * v)\n}}\n")
+    prog = semir.parse(src)
+    rng = np.random.default_rng(4)
+    npdt = np.float32 if dtype == "f32" else np.float64
+    ins = {"x": rng.integers(-2, 3, size=(5, 37)).astype(npdt) / 4,
+           "w": rng.integers(-2, 3, size=(37, 45)).astype(npdt), "v": rng.normal(size=(5, 38)).astype(npdt)}
+    ref = semir.compile(prog, "max_product", backend="reference", wrt=["x"])(**ins)
+    lazy = semir.compile(prog, "max_product", backend="numba", wrt=["x"], pointers="lazy")(**ins)
+    for f in ("hi", "lo"):
+        np.testing.assert_array_equal(lazy.state("x")[f], ref.state("x")[f], err_msg=f)
+    assert assert_lazy_equals_eager(prog, ins, "numba", wrt=["x"]) > 0

@@ -23,6 +23,7 @@ from ..prelude import ln_weight, sm_row, sm_weight
 from ..vector import RK, RM, max_times_block
 
 
+# the eager acc's arithmetic without its pointers (max_product.py), so the two agree value for value
 @njit(cache=True, _nrt=False, error_model="numpy")
 def acc(U_hi, U_lo, j, V_hi, V_lo, i, w, e):
     vh = V_hi[i]
