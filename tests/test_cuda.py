@@ -135,3 +135,15 @@ def test_contraction_tiles_fit_the_shared_memory_budget(dtype):
         assert t == device_tile or launch.shared_bytes(sr, dtype, t + 1) > launch.SHARED_BYTES, sr.name
     # the case that overflowed before: topk:8 in float64 needs more than 48 KiB at 16 x 16
     assert launch.tile_for(semir.semirings.get("topk:8"), np.float64, device_tile) < device_tile
+
+
+@pytest.mark.parametrize("case", ["matmul", "sqrt", "rows"])
+def test_overflowed_path_products_equal_reference(case):
+    # 0·∞ = 0 where a path product overflowed (or a derivative is infinite) and meets a zero factor
+    from test_overflow import _program
+
+    prog, ins = _program(case, "f64", "mixed")
+    got, ref = both(prog, "max_product", ins, wrt=[p.name for p in prog.inputs])
+    assert any(np.isinf(ref.state(p.name)["hi"]).any() for p in prog.inputs)
+    compare(got, ref, "max_product", rtol=1e-9, atol=0)  # CUDA's forward values may differ by an ulp
+    compare_paths(got, ref, "max_product", {})

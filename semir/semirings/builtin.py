@@ -65,24 +65,35 @@ def _mp_zero_where(invalid: np.ndarray, s: State) -> State:
             "lo_edge": np.where(invalid, EDGE_NONE, s["lo_edge"])}
 
 
+def _mp_none(s: State) -> np.ndarray:
+    # "no path" is 0̄ = (−∞, +∞), the one state with hi < lo: a path's hi >= lo, and a path whose product
+    # overflowed is (±∞, ±∞), so hi = −∞ alone does not mean "no path"
+    return s["hi"] < s["lo"]
+
+
+def _mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # a·b with 0·∞ = 0: a zero edge weight makes a path's product 0 whatever else is on it, an overflowed
+    # (infinite) partial product or an infinite derivative included, as the product of the reals does
+    with np.errstate(invalid="ignore", over="ignore"):
+        p = a * b
+    return np.where((a == 0) | (b == 0), np.zeros_like(p), p)
+
+
 def _mp_times(a: State, b: State) -> State:
-    with np.errstate(invalid="ignore"):
-        corners = np.stack([a["hi"] * b["hi"], a["hi"] * b["lo"], a["lo"] * b["hi"], a["lo"] * b["lo"]])
-    invalid = (a["hi"] == -np.inf) | (b["hi"] == -np.inf)
+    corners = np.stack([_mul(a["hi"], b["hi"]), _mul(a["hi"], b["lo"]), _mul(a["lo"], b["hi"]),
+                        _mul(a["lo"], b["lo"])])
     edge = np.maximum(a["hi_edge"], b["hi_edge"])
-    s = {"hi": np.nanmax(np.where(np.isnan(corners), -np.inf, corners), axis=0),
-         "lo": np.nanmin(np.where(np.isnan(corners), np.inf, corners), axis=0), "hi_edge": edge, "lo_edge": edge}
-    return _mp_zero_where(invalid, s)
+    s = {"hi": corners.max(axis=0), "lo": corners.min(axis=0), "hi_edge": edge, "lo_edge": edge}
+    return _mp_zero_where(_mp_none(a) | _mp_none(b), s)
 
 
 def _mp_extend(s: State, w: np.ndarray, edge: np.ndarray) -> State:
     pos = w >= 0
-    with np.errstate(invalid="ignore"):
-        hi = np.where(pos, w * s["hi"], w * s["lo"])
-        lo = np.where(pos, w * s["lo"], w * s["hi"])
+    hi = np.where(pos, _mul(w, s["hi"]), _mul(w, s["lo"]))
+    lo = np.where(pos, _mul(w, s["lo"]), _mul(w, s["hi"]))
     edge = np.broadcast_to(edge, hi.shape)
-    return _mp_zero_where(s["hi"] == -np.inf, {"hi": hi.astype(s["hi"].dtype), "lo": lo.astype(s["lo"].dtype),
-                                               "hi_edge": edge, "lo_edge": edge})
+    return _mp_zero_where(_mp_none(s), {"hi": hi.astype(s["hi"].dtype), "lo": lo.astype(s["lo"].dtype),
+                                        "hi_edge": edge, "lo_edge": edge})
 
 
 max_product = Semiring(
@@ -110,7 +121,7 @@ def _mpv_plus(a: State, b: State) -> State:
 
 
 def _mpv_with_edges(s: State) -> State:
-    none = s["hi"] == -np.inf
+    none = _mp_none(s)
     return {**s, "hi_edge": np.where(none, EDGE_NONE, EDGE_END), "lo_edge": np.where(none, EDGE_NONE, EDGE_END)}
 
 

@@ -47,7 +47,7 @@ def _scalar_deriv(op: Op, x: float, y: float, a: dict) -> float:
     if op is Op.erf:
         return 2.0 / math.sqrt(math.pi) * math.exp(-x * x)
     if op is Op.sqrt:
-        return 0.5 / math.sqrt(x)
+        return 0.5 / math.sqrt(x) if x > 0 else math.inf  # IEEE's 0.5/√0 (Python raises)
     if op is Op.rsqrt:
         return -0.5 * x ** -1.5
     if op is Op.abs:
@@ -244,7 +244,9 @@ class Oracle:
         out: list[tuple[float, bool]] = [(1.0, True)] if node == self.prog.output else []
         for v, vi, w in self.out_edges.get(key, ()):
             for g, nz in self.paths(v, vi):
-                out.append((w * g, nz and w != 0))
+                # a product of reals: a zero factor makes it 0, even where the float product of the rest
+                # overflowed or a derivative is infinite (IEEE's 0·∞ is NaN)
+                out.append((0.0 if w == 0 or g == 0 else w * g, nz and w != 0))
         if len(out) > self.max_paths:
             raise ValueError("too many paths for the oracle")
         self._memo[key] = out

@@ -13,21 +13,35 @@ from numba import njit, prange
 from .. import prelude
 from ..checked_cache import protect
 from ..prelude import ln_weight, sm_row, sm_weight
+from . import max_times
+from .max_times import candidates
 
 
 # self-contained (no helpers): the CUDA backend compiles this function's source for the device
 @njit(cache=True, _nrt=False, error_model="numpy")
 def acc(U_hi, U_lo, U_hi_edge, U_lo_edge, j, V_hi, V_lo, V_hi_edge, V_lo_edge, i, w, e):
     vh = V_hi[i]
-    if vh == -np.inf:
-        return
     vl = V_lo[i]
+    if vh < vl:  # no path: 0̄ = (−∞, +∞) is the one state with hi < lo
+        return
     if w >= 0:
-        ch = w * vh
-        cl = w * vl
+        a = vh
+        b = vl
     else:
-        ch = w * vl
-        cl = w * vh
+        a = vl
+        b = vh
+    ch = w * a
+    cl = w * b
+    # 0·∞ = 0: a zero factor makes the product 0 whatever the other, an overflowed partial product or an
+    # infinite derivative included (w·w and a·a are that 0 in the dtype)
+    if w == 0:
+        ch = w * w
+        cl = ch
+    else:
+        if a == 0:
+            ch = a * a
+        if b == 0:
+            cl = b * b
     if ch > U_hi[j] or (ch == U_hi[j] and e < U_hi_edge[j]):
         U_hi[j] = ch
         U_hi_edge[j] = e
@@ -50,14 +64,11 @@ def _mp_reset(bh, bl, eh, el, count):
 
 
 @njit(cache=True, _nrt=False, error_model="numpy", inline="always")
-def _mp_pick(bh, bl, eh, el, jj, w, vh, vl, ni):
-    # one candidate edge (weight w from consumer ni, whose state is (vh, vl)) against slot jj's bests: the
-    # best is max(w·hi, w·lo) and the worst min(w·hi, w·lo) whatever w's sign; strict comparisons keep the
-    # first consumer. As selects and int32 slots the caller's loop over jj vectorises.
-    p = w * vh
-    q = w * vl
-    ch = p if p > q else q
-    cl = q if p > q else p
+def _mp_pick(bh, bl, eh, el, jj, w, vh, vl, ni, zero):
+    # one candidate edge (weight w from consumer ni, whose state is (vh, vl)) against slot jj's bests (see
+    # max_times.py); strict comparisons keep the first consumer. As selects and int32 slots the caller's
+    # loop over jj vectorises.
+    ch, cl = candidates(w, vh, vl, zero)
     better = (ch > bh[jj]) | (eh[jj] < 0)
     bh[jj] = ch if better else bh[jj]
     eh[jj] = ni if better else eh[jj]
@@ -96,15 +107,15 @@ def _mp_ln_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, xhat, inv, gamma, n
     for ii in range(n):
         i = start + ii
         vh = V_hi[i]
-        if vh == -np.inf:
-            continue
         vl = V_lo[i]
+        if vh < vl:  # no path (0̄ is the one state with hi < lo)
+            continue
         gi = gamma[ii] * inv[r]
         xi = xhat[i]
         ni = np.int32(ii)
         for jj in range(n):
             w = ln_weight(gi, dt(1.0) if ii == jj else dt(0.0), c, xi, xn[jj])
-            _mp_pick(bh, bl, eh, el, jj, w, vh, vl, ni)
+            _mp_pick(bh, bl, eh, el, jj, w, vh, vl, ni, dt(0))
     _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, n, start, base + start)
 
 
@@ -129,26 +140,24 @@ def _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, Bt, bt0, a_off, y_off,
             bh, bl, eh, el):
     # bh/bl/eh/el: this thread's best hi/lo and their n, one slot per k; the k loop vectorises
     yo = y_off[b] + m * N
+    zero = Bt.dtype.type(0)
     _mp_reset(bh, bl, eh, el, K)
     for n in range(N):
         vh = V_hi[yo + n]
-        if vh == -np.inf:
-            continue
         vl = V_lo[yo + n]
+        if vh < vl:
+            continue
         # a view of the row, not Bt[bt0 + n*K + k]: with a runtime offset in the index LLVM left the loop
         # scalar (2.4 against 10.4 G edges/s)
         brow = Bt[bt0 + n * K:bt0 + n * K + K]
         nn = np.int32(n)
         for k in range(K):
-            w = brow[k]
-            p = w * vh
-            q = w * vl
-            ch = p if p > q else q
-            cl = q if p > q else p
-            better = ch > bh[k]
+            ch, cl = candidates(brow[k], vh, vl, zero)
+            # an empty slot (index -1) takes any candidate: a product that overflowed to -inf is one
+            better = (ch > bh[k]) | (eh[k] < 0)
             bh[k] = ch if better else bh[k]
             eh[k] = nn if better else eh[k]
-            worse = cl < bl[k]
+            worse = (cl < bl[k]) | (el[k] < 0)
             bl[k] = cl if worse else bl[k]
             el[k] = nn if worse else el[k]
     _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, K, a_off[b] + m * K, base + yo)
@@ -189,21 +198,20 @@ def matmul_bwd_a(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_e
 
 # Slot B (D_B[k, n] = ⊕_m A[m, k]·D_Y[m, n]): one row k of B's state per thread, the consumers' rows m visited in
 # ascending order against per-n slots, so the inner loop over n vectorises (the generic per-edge kernel ran
-# at 0.7 G edges/s on attention's q kᵀ). A consumer element with no path (hi = -inf) is masked per lane.
+# at 0.7 G edges/s on attention's q kᵀ). A consumer element with no path (hi < lo) is masked per lane.
 # Each batch is merged on its own, by (value, edge), so batches sharing a block of B may come in any order.
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _mp_update_b(vh_row, vl_row, w, bh, bl, eh, el, mm, N):
+    zero = vh_row.dtype.type(0)
     for n in range(N):
         vh = vh_row[n]
-        p = w * vh
-        q = w * vl_row[n]
-        ch = p if p > q else q
-        cl = q if p > q else p
-        live = vh != -np.inf
-        better = live & (ch > bh[n])
+        vl = vl_row[n]
+        ch, cl = candidates(w, vh, vl, zero)
+        live = vh >= vl
+        better = live & ((ch > bh[n]) | (eh[n] < 0))
         bh[n] = ch if better else bh[n]
         eh[n] = mm if better else eh[n]
-        worse = live & (cl < bl[n])
+        worse = live & ((cl < bl[n]) | (el[n] < 0))
         bl[n] = cl if worse else bl[n]
         el[n] = mm if worse else el[n]
 
@@ -263,14 +271,14 @@ def _mp_sm_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, s, n, inner, log, b
     for ii in range(n):
         i = start + ii * inner
         vh = V_hi[i]
-        if vh == -np.inf:
-            continue
         vl = V_lo[i]
+        if vh < vl:
+            continue
         si = s[i]
         ni = np.int32(ii)
         for jj in range(n):
             w = sm_weight(dt(1.0) if ii == jj else dt(0.0), si, sj[jj], log)
-            _mp_pick(bh, bl, eh, el, jj, w, vh, vl, ni)
+            _mp_pick(bh, bl, eh, el, jj, w, vh, vl, ni, dt(0))
     for jj in range(n):
         if eh[jj] < 0:
             continue
@@ -296,4 +304,4 @@ def bwd_softmax(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_ed
                    best[t, 1], which[t, 0], which[t, 1], sj[t])
 
 
-protect(sys.modules[__name__], depends=(prelude,))  # checksummed disk cache (see checked_cache.py)
+protect(sys.modules[__name__], depends=(prelude, max_times))  # checksummed disk cache (see checked_cache.py)

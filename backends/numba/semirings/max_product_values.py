@@ -8,8 +8,9 @@ kernel updates the operand's state in place: one thread owns each operand elemen
 pointers), and a value-only ⊕ needs no per-slot bests to order ties. Weights are rounded to the node's
 dtype exactly as the kernels with pointers and the reference round them, so the values are theirs.
 
-A consumer element with no path (hi = -inf, lo = +inf) is skipped: its product with w would be ±inf or NaN,
-not 0̄.
+A consumer element with no path (0̄ = (−∞, +∞), the one state with hi < lo) is skipped: its product with w
+would be ±∞ or NaN, not 0̄. Candidates follow ``max_times.py`` (0·∞ = 0). The vector code takes the finite
+products only: a call whose consumers hold an overflowed product (±∞) runs the scalar loops instead.
 """
 
 import sys
@@ -21,21 +22,33 @@ from .. import prelude, vector
 from ..checked_cache import protect
 from ..prelude import ln_weight, sm_row, sm_weight
 from ..vector import RK, RM, max_times_block
+from . import max_times
+from .max_times import candidates, finite_candidates, overflowed
 
 
 # the eager acc's arithmetic without its pointers (max_product.py), so the two agree value for value
 @njit(cache=True, _nrt=False, error_model="numpy")
 def acc(U_hi, U_lo, j, V_hi, V_lo, i, w, e):
     vh = V_hi[i]
-    if vh == -np.inf:
-        return
     vl = V_lo[i]
+    if vh < vl:
+        return
     if w >= 0:
-        ch = w * vh
-        cl = w * vl
+        a = vh
+        b = vl
     else:
-        ch = w * vl
-        cl = w * vh
+        a = vl
+        b = vh
+    ch = w * a
+    cl = w * b
+    if w == 0:
+        ch = w * w
+        cl = ch
+    else:
+        if a == 0:
+            ch = a * a
+        if b == 0:
+            cl = b * b
     if ch > U_hi[j]:
         U_hi[j] = ch
     if cl < U_lo[j]:
@@ -43,13 +56,10 @@ def acc(U_hi, U_lo, j, V_hi, V_lo, i, w, e):
 
 
 @njit(cache=True, _nrt=False, error_model="numpy", inline="always")
-def _pick(uh, ul, k, w, vh, vl):
-    # max(w·hi, w·lo) is the best candidate and min the worst whatever w's sign: no sign branch, and as
-    # compares and selects the caller's loop over k vectorises (Numba's max() blocks that)
-    p = w * vh
-    q = w * vl
-    ch = p if p > q else q
-    cl = q if p > q else p
+def _pick(uh, ul, k, w, vh, vl, zero):
+    # one candidate into slot k (see max_times.py); as compares and selects the caller's loop over k
+    # vectorises (Numba's max() blocks that)
+    ch, cl = candidates(w, vh, vl, zero)
     uh[k] = ch if ch > uh[k] else uh[k]
     ul[k] = cl if cl < ul[k] else ul[k]
 
@@ -61,15 +71,22 @@ def _one(U_hi, U_lo, Yh, Yl, B, j, yb, bb, n0, N):
     bh = U_hi[j]
     bl = U_lo[j]
     for n in range(n0, N):
-        w = B[bb + n]
-        p = w * Yh[yb + n]
-        q = w * Yl[yb + n]
-        ch = p if p > q else q
-        cl = q if p > q else p
+        ch, cl = finite_candidates(B[bb + n], Yh[yb + n], Yl[yb + n])
         bh = ch if ch > bh else bh
         bl = cl if cl < bl else bl
     U_hi[j] = bh
     U_lo[j] = bl
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _one_exact(U_hi, U_lo, V_hi, V_lo, B, j, yb, bb, N):
+    # _one over all n for a call with an overflowed consumer: any candidate, 0̄ skipped
+    zero = B.dtype.type(0)
+    for n in range(N):
+        vh = V_hi[yb + n]
+        vl = V_lo[yb + n]
+        if vh >= vl:
+            _pick(U_hi, U_lo, j, B[bb + n], vh, vl, zero)
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
@@ -93,33 +110,53 @@ def _rows_a(U_hi, U_lo, Yh, Yl, B, a0, y0, b0, m, mr, K, N, L):
 
 @njit(cache=True)
 def _nan_where_no_path(V_hi, V_lo):
-    # a consumer element with no path (hi = -inf) as NaN in both fields, so its candidates never win and the
-    # vector code needs no mask; one pass
+    """(Yh, Yl, overflow): a consumer element with no path as NaN in both fields, so its candidates never win
+    and the vector code needs no mask, and whether any consumer holds an overflowed product; one pass."""
     Yh = np.empty_like(V_hi)
     Yl = np.empty_like(V_lo)
+    over = False
     for i in range(V_hi.shape[0]):
-        none = V_hi[i] == -np.inf
-        Yh[i] = np.nan if none else V_hi[i]
-        Yl[i] = np.nan if none else V_lo[i]
-    return Yh, Yl
+        vh = V_hi[i]
+        vl = V_lo[i]
+        none = vh < vl
+        over |= ~none & overflowed(vh, vl)
+        Yh[i] = np.nan if none else vh
+        Yl[i] = np.nan if none else vl
+    return Yh, Yl, over
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _rows_a_exact(U_hi, U_lo, V_hi, V_lo, B, a0, y0, b0, m, mr, K, N):
+    for r in range(mr):
+        for k in range(K):
+            _one_exact(U_hi, U_lo, V_hi, V_lo, B, a0 + (m + r) * K + k, y0 + (m + r) * N, b0 + k * N, N)
 
 
 @njit(cache=True, parallel=True)
 def matmul_bwd_a(U_hi, U_lo, V_hi, V_lo, B, a_off, b_off, y_off, M, K, N, base, shared):
-    """D_A[b, m, k] ⊕= B[b, k, n]·D_Y[b, m, n] over n: a thread per RM rows of D_A, n contiguous in B and D_Y."""
+    """D_A[b, m, k] ⊕= B[b, k, n]·D_Y[b, m, n] over n: a thread per RM rows of D_A, n contiguous in B and D_Y.
+    The vector code where every consumer's products are finite, else scalar loops with every candidate exact."""
     nb = a_off.shape[0]
     L = 64 // V_hi.itemsize  # the lanes of max_times_block (vector.lanes)
-    Yh, Yl = _nan_where_no_path(V_hi, V_lo)
+    Yh, Yl, over = _nan_where_no_path(V_hi, V_lo)
     blocks = (M + RM - 1) // RM
     if shared:  # A's block is shared by the batches: one thread per RM rows, the batches in turn
         for t in prange(blocks):
             for b in range(nb):
-                _rows_a(U_hi, U_lo, Yh, Yl, B, a_off[b], y_off[b], b_off[b], RM * t, min(RM, M - RM * t), K, N, L)
+                if over:
+                    _rows_a_exact(U_hi, U_lo, V_hi, V_lo, B, a_off[b], y_off[b], b_off[b], RM * t,
+                                  min(RM, M - RM * t), K, N)
+                else:
+                    _rows_a(U_hi, U_lo, Yh, Yl, B, a_off[b], y_off[b], b_off[b], RM * t, min(RM, M - RM * t), K,
+                            N, L)
     else:
         for t in prange(nb * blocks):
             b = t // blocks
             m = RM * (t % blocks)
-            _rows_a(U_hi, U_lo, Yh, Yl, B, a_off[b], y_off[b], b_off[b], m, min(RM, M - m), K, N, L)
+            if over:
+                _rows_a_exact(U_hi, U_lo, V_hi, V_lo, B, a_off[b], y_off[b], b_off[b], m, min(RM, M - m), K, N)
+            else:
+                _rows_a(U_hi, U_lo, Yh, Yl, B, a_off[b], y_off[b], b_off[b], m, min(RM, M - m), K, N, L)
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
@@ -128,17 +165,16 @@ def _row_b(U_hi, U_lo, V_hi, V_lo, A, a_off, b_off, y_off, M, K, N, b, k):
     uh = U_hi[b_off[b] + k * N:b_off[b] + k * N + N]
     ul = U_lo[b_off[b] + k * N:b_off[b] + k * N + N]
     yo = y_off[b]
+    zero = A.dtype.type(0)
     for m in range(M):
         w = A[a_off[b] + m * K + k]
         vh_row = V_hi[yo + m * N:yo + m * N + N]
         vl_row = V_lo[yo + m * N:yo + m * N + N]
         for n in range(N):
             vh = vh_row[n]
-            p = w * vh
-            q = w * vl_row[n]
-            live = vh != -np.inf
-            ch = p if p > q else q
-            cl = q if p > q else p
+            vl = vl_row[n]
+            ch, cl = candidates(w, vh, vl, zero)
+            live = vh >= vl
             uh[n] = ch if live & (ch > uh[n]) else uh[n]
             ul[n] = cl if live & (cl < ul[n]) else ul[n]
 
@@ -168,13 +204,13 @@ def _ln_row(U_hi, U_lo, V_hi, V_lo, xhat, inv, gamma, n, r, xn):
     c = dt(1.0 / n)
     for ii in range(n):
         vh = V_hi[start + ii]
-        if vh == -np.inf:
-            continue
         vl = V_lo[start + ii]
+        if vh < vl:
+            continue
         gi = gamma[ii] * inv[r]
         xi = xrow[ii]
         for jj in range(n):
-            _pick(uh, ul, jj, ln_weight(gi, dt(1.0) if ii == jj else dt(0.0), c, xi, xn[jj]), vh, vl)
+            _pick(uh, ul, jj, ln_weight(gi, dt(1.0) if ii == jj else dt(0.0), c, xi, xn[jj]), vh, vl, dt(0))
 
 
 @njit(cache=True, parallel=True)
@@ -194,12 +230,12 @@ def _sm_row(U_hi, U_lo, V_hi, V_lo, s, n, log, start, sj):
     sm_row(s, start, n, 1, log, sj)
     for ii in range(n):
         vh = V_hi[start + ii]
-        if vh == -np.inf:
-            continue
         vl = V_lo[start + ii]
+        if vh < vl:
+            continue
         si = srow[ii]
         for jj in range(n):
-            _pick(uh, ul, jj, sm_weight(dt(1.0) if ii == jj else dt(0.0), si, sj[jj], log), vh, vl)
+            _pick(uh, ul, jj, sm_weight(dt(1.0) if ii == jj else dt(0.0), si, sj[jj], log), vh, vl, dt(0))
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
@@ -210,12 +246,12 @@ def _sm_row_strided(U_hi, U_lo, V_hi, V_lo, s, n, inner, log, start, sj):
     for ii in range(n):
         i = start + ii * inner
         vh = V_hi[i]
-        if vh == -np.inf:
-            continue
         vl = V_lo[i]
+        if vh < vl:
+            continue
         for jj in range(n):
             w = sm_weight(dt(1.0) if ii == jj else dt(0.0), s[i], sj[jj], log)
-            _pick(U_hi, U_lo, start + jj * inner, w, vh, vl)
+            _pick(U_hi, U_lo, start + jj * inner, w, vh, vl, dt(0))
 
 
 @njit(cache=True, parallel=True)
@@ -229,4 +265,4 @@ def bwd_softmax(U_hi, U_lo, V_hi, V_lo, s, outer, n, inner, log, base):
             _sm_row_strided(U_hi, U_lo, V_hi, V_lo, s, n, inner, log, start, sj[t])
 
 
-protect(sys.modules[__name__], depends=(vector, prelude))  # checksummed disk cache (see checked_cache.py)
+protect(sys.modules[__name__], depends=(vector, prelude, max_times))  # checksummed disk cache (see checked_cache.py)
