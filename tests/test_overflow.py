@@ -84,7 +84,8 @@ WIDE_CASES = {"wide": (WIDE, _wide)}
 def _program(case, dtype, sign):
     src, make = {**CASES, **WIDE_CASES}[case]
     prog = semir.parse(src.format(t=dtype))
-    return prog, {k: v.astype(np.float32 if dtype == "f32" else np.float64) for k, v in make(*SCALE[dtype], sign).items()}
+    dt = np.float32 if dtype == "f32" else np.float64
+    return prog, {k: v.astype(dt) for k, v in make(*SCALE[dtype], sign).items()}
 
 
 def _results(prog, ins):

@@ -32,9 +32,10 @@ def max_times_block(typingctx, Uh, Ul, Yh, Yl, B, ua, yb, bb, K, N, nv):
     """⊕ into ``Uh``/``Ul`` of the candidates over n < ``nv`` (a multiple of the lanes) of the RM×RK block whose
     D_Y rows start at ``yb`` and B rows at ``bb`` (row length ``N``): pair (r, c) into element
     ``ua + r*K + c``. A consumer element without a path must be NaN in ``Yh`` and ``Yl``: its candidates never
-    win. Every other consumer value must be finite (0·∞ would be NaN here, where ⊗ has 0·∞ = 0). The lanes of each pair are reduced with ``llvm.vector.reduce.fmax``/``fmin``, flagged ``nnan`` (a
-    shuffle tree of vmaxps instead of a NaN-aware scalar chain): the lanes never hold NaN, since they start at
-    ∓inf and take only candidates that compare greater or smaller."""
+    win. Every other consumer value must be finite (0·∞ would be NaN here, where ⊗ has 0·∞ = 0). The lanes
+    of each pair are reduced with ``llvm.vector.reduce.fmax``/``fmin``, flagged ``nnan`` (a shuffle tree of
+    vmaxps instead of a NaN-aware scalar chain): the lanes never hold NaN, since they start at ∓inf and take
+    only candidates that compare greater or smaller."""
     sig = types.void(Uh, Ul, Yh, Yl, B, ua, yb, bb, K, N, nv)
     width = lanes(Yh.dtype.bitwidth // 8)
     align = Yh.dtype.bitwidth // 8
