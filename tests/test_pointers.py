@@ -3,7 +3,7 @@ values, and its recovered pointers and paths are the eager ones, for every eleme
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, as_f64, random_inputs
+from conftest import EXAMPLES, as_f64, compare_paths, random_inputs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -150,6 +150,22 @@ def test_vector_contraction_with_tails_ties_and_elements_without_a_path(dtype):
            "w": rng.integers(-2, 3, size=(37, 45)).astype(npdt), "v": rng.normal(size=(5, 38)).astype(npdt)}
     ref = semir.compile(prog, "max_product", backend="reference", wrt=["x"])(**ins)
     lazy = semir.compile(prog, "max_product", backend="numba", wrt=["x"], pointers="lazy")(**ins)
+    eager = semir.compile(prog, "max_product", backend="numba", wrt=["x"], pointers="eager")(**ins)
     for f in ("hi", "lo"):
         np.testing.assert_array_equal(lazy.state("x")[f], ref.state("x")[f], err_msg=f)
+        np.testing.assert_array_equal(eager.state("x")[f], ref.state("x")[f], err_msg=f)
+    compare_paths(eager, ref, "max_product", {}, limit=5 * 37)  # the vector code's pointers: the lowest edge
     assert assert_lazy_equals_eager(prog, ins, "numba", wrt=["x"]) > 0
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f64"])
+def test_vector_contraction_pointers_take_the_lowest_edge_among_ties(dtype):
+    # every candidate of every element equal: each lane of the vector code sees many ties, and the path of
+    # every element must leave it by the lowest edge, as the reference's ⊕ picks it
+    prog = semir.parse(f"def main(x: {dtype}[4, 8], w: {dtype}[8, 160]) -> {dtype} {{\n    return sum(x @ w)\n}}\n")
+    npdt = np.float32 if dtype == "f32" else np.float64
+    ins = {"x": np.ones((4, 8), npdt), "w": np.ones((8, 160), npdt)}
+    ref = semir.compile(prog, "max_product", backend="reference", wrt=["x"], pointers="eager")(**ins)
+    eager = semir.compile(prog, "max_product", backend="numba", wrt=["x"], pointers="eager")(**ins)
+    compare_paths(eager, ref, "max_product", {}, limit=32)
+    assert eager.path("x", (1, 2), "hi")[1].index == (1, 0)  # the consumer element (m, n) = (1, 0)

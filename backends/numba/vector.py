@@ -20,6 +20,9 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 RM, RK = 2, 4  # rows of D_Y and of B per block: 16 accumulators of 32 registers, 8 loads per 8 pairs
+# with pointers each pair also keeps two index vectors: 2×2 pairs, 16 accumulators again
+PM, PK = 2, 2
+NO_LANE = 2**31 - 1  # the reduced lane index where no lane has a candidate
 
 
 def lanes(itemsize: int) -> int:
@@ -37,53 +40,124 @@ def max_times_block(typingctx, Uh, Ul, Yh, Yl, B, ua, yb, bb, K, N, nv):
     vmaxps instead of a NaN-aware scalar chain): the lanes never hold NaN, since they start at ∓inf and take
     only candidates that compare greater or smaller."""
     sig = types.void(Uh, Ul, Yh, Yl, B, ua, yb, bb, K, N, nv)
-    width = lanes(Yh.dtype.bitwidth // 8)
-    align = Yh.dtype.bitwidth // 8
 
     def codegen(context, builder, signature, args):
-        ua_, yb_, bb_, k_, n_, nv_ = args[5:]
-        ptr = {i: context.make_array(signature.args[i])(context, builder, args[i]).data for i in range(5)}
-        fty = ptr[0].type.pointee
-        vty = ir.VectorType(fty, width)
-        i64 = ir.IntType(64)
-        suffix = f"v{width}{'f32' if fty == ir.FloatType() else 'f64'}"
-        reduce = {op: cgutils.get_or_insert_function(builder.module, ir.FunctionType(fty, [vty]),
-                                                     f"llvm.vector.reduce.{op}.{suffix}") for op in ("fmax", "fmin")}
-
-        def at(i: int, off):
-            return builder.bitcast(builder.gep(ptr[i], [off]), vty.as_pointer())
-
-        def row(start, r: int, n0):  # element n0 of row r of a block starting at ``start``
-            return builder.add(start, builder.add(builder.mul(ir.Constant(i64, r), n_), n0))
-
-        def splat(x: float):
-            return ir.Constant(vty, [ir.Constant(fty, x)] * width)
-
-        acc_h = [cgutils.alloca_once_value(builder, splat(float("-inf"))) for _ in range(RM * RK)]
-        acc_l = [cgutils.alloca_once_value(builder, splat(float("inf"))) for _ in range(RM * RK)]
-        with cgutils.for_range_slice(builder, ir.Constant(i64, 0), nv_, ir.Constant(i64, width)) as (n0, _):
-            ys = [(builder.load(at(2, row(yb_, r, n0)), align=align), builder.load(at(3, row(yb_, r, n0)), align=align))
-                  for r in range(RM)]
-            for c in range(RK):
-                w = builder.load(at(4, row(bb_, c, n0)), align=align)
-                for r, (vh, vl) in enumerate(ys):
-                    p = builder.fmul(w, vh)
-                    q = builder.fmul(w, vl)
-                    gt = builder.fcmp_ordered(">", p, q)
-                    ch, cl = builder.select(gt, p, q), builder.select(gt, q, p)
-                    h, lo = acc_h[r * RK + c], acc_l[r * RK + c]
-                    old = builder.load(h)
-                    builder.store(builder.select(builder.fcmp_ordered(">", ch, old), ch, old), h)
-                    old = builder.load(lo)
-                    builder.store(builder.select(builder.fcmp_ordered("<", cl, old), cl, old), lo)
-        for r in range(RM):
-            for c in range(RK):
-                j = builder.add(ua_, builder.add(builder.mul(ir.Constant(i64, r), k_), ir.Constant(i64, c)))
-                for acc, field, op, cmp in ((acc_h, 0, "fmax", ">"), (acc_l, 1, "fmin", "<")):
-                    best = builder.call(reduce[op], [builder.load(acc[r * RK + c])], fastmath=("nnan",))
-                    where = builder.gep(ptr[field], [j])
-                    old = builder.load(where)
-                    builder.store(builder.select(builder.fcmp_ordered(cmp, best, old), best, old), where)
+        _Block(context, builder, signature, args, n_arrays=5, rows=(RM, RK), pointers=False).emit()
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def max_times_block_pointers(typingctx, Uh, Ul, Uhe, Ule, Yh, Yl, B, ua, yb, bb, K, N, nv, e0):
+    """:func:`max_times_block` with pointers, on a PM×PK block: each lane keeps, beside its best hi and lo, the
+    n that brought it (an int32 vector, blended on the same compare). n runs downwards and a lane takes a
+    candidate that is >= (<= for lo) its best, so it ends with the lowest n among equal values, and a
+    candidate of -inf (an overflowed product) is taken too; a NaN one (no path) never is. The lanes are then
+    reduced to the best value and, among the lanes holding it, the lowest n; that candidate's edge
+    ``e0 + r*N + n`` is ⊕-merged into element ``ua + r*K + c`` by (value, edge), as every kernel does."""
+    sig = types.void(Uh, Ul, Uhe, Ule, Yh, Yl, B, ua, yb, bb, K, N, nv, e0)
+
+    def codegen(context, builder, signature, args):
+        _Block(context, builder, signature, args, n_arrays=7, rows=(PM, PK), pointers=True).emit()
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+class _Block:
+    """The LLVM IR of one register block (see the intrinsics above)."""
+
+    def __init__(self, context, builder, signature, args, n_arrays: int, rows: tuple[int, int], pointers: bool):
+        self.b, self.rows, self.pointers = builder, rows, pointers
+        self.ptr = [context.make_array(signature.args[i])(context, builder, args[i]).data for i in range(n_arrays)]
+        self.ints = args[n_arrays:]
+        fty = self.ptr[0].type.pointee
+        self.align = 4 if fty == ir.FloatType() else 8
+        self.width = lanes(self.align)
+        self.fty, self.vty = fty, ir.VectorType(fty, self.width)
+        self.ity = ir.VectorType(ir.IntType(32), self.width)
+        suffix = f"v{self.width}{'f32' if fty == ir.FloatType() else 'f64'}"
+        mod = builder.module
+        self.reduce = {op: cgutils.get_or_insert_function(mod, ir.FunctionType(fty, [self.vty]),
+                                                          f"llvm.vector.reduce.{op}.{suffix}")
+                       for op in ("fmax", "fmin")}
+        self.smin = cgutils.get_or_insert_function(mod, ir.FunctionType(ir.IntType(32), [self.ity]),
+                                                   f"llvm.vector.reduce.smin.v{self.width}i32")
+
+    def splat(self, x: float):
+        return ir.Constant(self.vty, [ir.Constant(self.fty, x)] * self.width)
+
+    def ints32(self, x: int):
+        return ir.Constant(self.ity, [ir.Constant(ir.IntType(32), x)] * self.width)
+
+    def broadcast(self, value, vty):
+        """``value`` in every lane of a vector of type ``vty`` (insert into lane 0, shuffle)."""
+        lane0 = self.b.insert_element(ir.Constant(vty, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+        return self.b.shuffle_vector(lane0, ir.Constant(vty, ir.Undefined),
+                                     ir.Constant(ir.VectorType(ir.IntType(32), self.width), [0] * self.width))
+
+    def at(self, i: int, off):
+        return self.b.bitcast(self.b.gep(self.ptr[i], [off]), self.vty.as_pointer())
+
+    def emit(self) -> None:
+        b, (nr, nc) = self.b, self.rows
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        y_h, y_l, w_arr = (4, 5, 6) if self.pointers else (2, 3, 4)
+        ua, yb, bb, k, n, nv = self.ints[:6]
+
+        def row(start, r: int, n0):  # element n0 of row r of a block starting at ``start``
+            return b.add(start, b.add(b.mul(ir.Constant(i64, r), n), n0))
+
+        pairs = [(r, c) for r in range(nr) for c in range(nc)]
+        best = {(r, c, f): cgutils.alloca_once_value(b, self.splat(float("-inf") if f == "h" else float("inf")))
+                for r, c in pairs for f in "hl"}
+        which = {key: cgutils.alloca_once_value(b, self.ints32(-1)) for key in best} if self.pointers else {}
+        iota = ir.Constant(self.ity, [ir.Constant(i32, i) for i in range(self.width)])
+        # values only: n upwards with strict compares; with pointers: n downwards with >= / <= (see above)
+        steps = b.sdiv(nv, ir.Constant(i64, self.width))
+        with cgutils.for_range(b, steps) as loop:
+            if self.pointers:
+                n0 = b.mul(b.sub(b.sub(steps, loop.index), ir.Constant(i64, 1)), ir.Constant(i64, self.width))
+                lane_n = b.add(self.broadcast(b.trunc(n0, i32), self.ity), iota)
+            else:
+                n0 = b.mul(loop.index, ir.Constant(i64, self.width))
+            ys = [(b.load(self.at(y_h, row(yb, r, n0)), align=self.align),
+                   b.load(self.at(y_l, row(yb, r, n0)), align=self.align)) for r in range(nr)]
+            for c in range(nc):
+                w = b.load(self.at(w_arr, row(bb, c, n0)), align=self.align)
+                for r, (vh, vl) in enumerate(ys):
+                    p, q = b.fmul(w, vh), b.fmul(w, vl)
+                    gt = b.fcmp_ordered(">", p, q)
+                    for f, cand, cmp in (("h", b.select(gt, p, q), ">"), ("l", b.select(gt, q, p), "<")):
+                        slot = best[(r, c, f)]
+                        old = b.load(slot)
+                        take = b.fcmp_ordered(cmp + "=" if self.pointers else cmp, cand, old)
+                        b.store(b.select(take, cand, old), slot)
+                        if self.pointers:
+                            idx = which[(r, c, f)]
+                            b.store(b.select(take, lane_n, b.load(idx)), idx)
+        for r, c in pairs:
+            j = b.add(ua, b.add(b.mul(ir.Constant(i64, r), k), ir.Constant(i64, c)))
+            for f, field, op, cmp in (("h", 0, "fmax", ">"), ("l", 1, "fmin", "<")):
+                vec = b.load(best[(r, c, f)])
+                top = b.call(self.reduce[op], [vec], fastmath=("nnan",))
+                where = b.gep(self.ptr[field], [j])
+                old = b.load(where)
+                if not self.pointers:
+                    b.store(b.select(b.fcmp_ordered(cmp, top, old), top, old), where)
+                    continue
+                # the lowest n among the lanes that hold the best value and have a candidate
+                idx = b.load(which[(r, c, f)])
+                at_top = b.and_(b.fcmp_ordered("==", vec, self.broadcast(top, self.vty)),
+                                b.icmp_signed(">=", idx, self.ints32(0)))
+                first = b.call(self.smin, [b.select(at_top, idx, self.ints32(NO_LANE))])
+                has = b.icmp_signed("!=", first, ir.Constant(i32, NO_LANE))
+                e = b.add(self.ints[6], b.add(b.mul(ir.Constant(i64, r), n), b.sext(first, i64)))
+                ewhere = b.gep(self.ptr[field + 2], [j])
+                eold = b.load(ewhere)
+                win = b.or_(b.fcmp_ordered(cmp, top, old),
+                            b.and_(b.fcmp_ordered("==", top, old), b.icmp_signed("<", e, eold)))
+                win = b.and_(has, win)
+                b.store(b.select(win, top, old), where)
+                b.store(b.select(win, e, eold), ewhere)

@@ -10,11 +10,12 @@ import sys
 import numpy as np
 from numba import njit, prange
 
-from .. import prelude
+from .. import prelude, vector
 from ..checked_cache import protect
 from ..prelude import ln_weight, sm_row, sm_weight
+from ..vector import PK, PM, max_times_block_pointers
 from . import max_times
-from .max_times import candidates
+from .max_times import candidates, finite_candidates, nan_where_no_path
 
 
 # self-contained (no helpers): the CUDA backend compiles this function's source for the device
@@ -170,7 +171,7 @@ def _mp_slots(n, like):
 
 
 @njit(cache=True, parallel=True)
-def matmul_bwd_a(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_edge, B, a_off, b_off, y_off,
+def _bwd_a_exact(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_edge, B, a_off, b_off, y_off,
                  M, K, N, base, shared):
     nb = a_off.shape[0]
     # B[b] is [K, N]; its transpose makes the inner loop run over contiguous k
@@ -194,6 +195,82 @@ def matmul_bwd_a(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_e
             b = t // M
             _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, Bt, b * K * N, a_off, y_off, M, K, N, base,
                     b, t % M, bh, bl, eh, el)
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _one(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, j, yb, bb, n0, N, e0):
+    # the candidates of D_Y row yb and B row bb over n0 <= n < N into element j, as the vector block takes
+    # them (n downwards, >= and <=: the lowest n among equal values), merged by (value, edge e0 + n)
+    bh = -np.inf
+    bl = np.inf
+    eh = -1
+    el = -1
+    for n in range(N - 1, n0 - 1, -1):
+        ch, cl = finite_candidates(B[bb + n], Yh[yb + n], Yl[yb + n])
+        if ch >= bh:
+            bh = ch
+            eh = n
+        if cl <= bl:
+            bl = cl
+            el = n
+    if eh >= 0:
+        e = e0 + eh
+        if bh > U_hi[j] or (bh == U_hi[j] and e < U_hi_edge[j]):
+            U_hi[j] = bh
+            U_hi_edge[j] = e
+    if el >= 0:
+        e = e0 + el
+        if bl < U_lo[j] or (bl == U_lo[j] and e < U_lo_edge[j]):
+            U_lo[j] = bl
+            U_lo_edge[j] = e
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _rows_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a0, y0, b0, m, mr, K, N, L, e0):
+    # rows m .. m+mr-1 of D_A[b]: PM×PK blocks as vector code with pointers, the rest scalar; the edge of
+    # consumer element (m, n) is e0 + m·N + n
+    nv = N - N % L
+    kb = K - K % PK if mr == PM else 0
+    for k in range(0, kb, PK):
+        ua = a0 + m * K + k
+        yb = y0 + m * N
+        bb = b0 + k * N
+        max_times_block_pointers(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, ua, yb, bb, K, N, nv, e0 + m * N)
+        if nv < N:
+            for r in range(PM):
+                for c in range(PK):
+                    _one(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, ua + r * K + c, yb + r * N, bb + c * N, nv, N,
+                         e0 + (m + r) * N)
+    for r in range(mr):
+        for k in range(kb, K):
+            _one(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a0 + (m + r) * K + k, y0 + (m + r) * N, b0 + k * N, 0,
+                 N, e0 + (m + r) * N)
+
+
+@njit(cache=True, parallel=True)
+def matmul_bwd_a(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_edge, B, a_off, b_off, y_off,
+                 M, K, N, base, shared):
+    """D_A[b, m, k] ⊕= B[b, k, n]·D_Y[b, m, n] over n with pointers: the vector code of ``vector.py`` where
+    every consumer's products are finite (a thread per PM rows of D_A), else the scalar rows above."""
+    Yh, Yl, over = nan_where_no_path(V_hi, V_lo)
+    if over:
+        _bwd_a_exact(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_edge, B, a_off, b_off, y_off,
+                     M, K, N, base, shared)
+        return
+    nb = a_off.shape[0]
+    L = 64 // V_hi.itemsize  # the lanes of the vector code (vector.lanes)
+    blocks = (M + PM - 1) // PM
+    if shared:
+        for t in prange(blocks):
+            for b in range(nb):
+                _rows_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a_off[b], y_off[b], b_off[b], PM * t,
+                        min(PM, M - PM * t), K, N, L, base + y_off[b])
+    else:
+        for t in prange(nb * blocks):
+            b = t // blocks
+            m = PM * (t % blocks)
+            _rows_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a_off[b], y_off[b], b_off[b], m, min(PM, M - m), K,
+                    N, L, base + y_off[b])
 
 
 # Slot B (D_B[k, n] = ⊕_m A[m, k]·D_Y[m, n]): one row k of B's state per thread, the consumers' rows m visited in
@@ -304,4 +381,4 @@ def bwd_softmax(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_ed
                    best[t, 1], which[t, 0], which[t, 1], sj[t])
 
 
-protect(sys.modules[__name__], depends=(prelude, max_times))  # checksummed disk cache (see checked_cache.py)
+protect(sys.modules[__name__], depends=(prelude, vector, max_times))  # checksummed disk cache (see checked_cache.py)

@@ -23,7 +23,7 @@ from ..checked_cache import protect
 from ..prelude import ln_weight, sm_row, sm_weight
 from ..vector import RK, RM, max_times_block
 from . import max_times
-from .max_times import candidates, finite_candidates, overflowed
+from .max_times import candidates, finite_candidates, nan_where_no_path
 
 
 # the eager acc's arithmetic without its pointers (max_product.py), so the two agree value for value
@@ -108,23 +108,6 @@ def _rows_a(U_hi, U_lo, Yh, Yl, B, a0, y0, b0, m, mr, K, N, L):
             _one(U_hi, U_lo, Yh, Yl, B, a0 + (m + r) * K + k, y0 + (m + r) * N, b0 + k * N, 0, N)
 
 
-@njit(cache=True)
-def _nan_where_no_path(V_hi, V_lo):
-    """(Yh, Yl, overflow): a consumer element with no path as NaN in both fields, so its candidates never win
-    and the vector code needs no mask, and whether any consumer holds an overflowed product; one pass."""
-    Yh = np.empty_like(V_hi)
-    Yl = np.empty_like(V_lo)
-    over = False
-    for i in range(V_hi.shape[0]):
-        vh = V_hi[i]
-        vl = V_lo[i]
-        none = vh < vl
-        over |= ~none & overflowed(vh, vl)
-        Yh[i] = np.nan if none else vh
-        Yl[i] = np.nan if none else vl
-    return Yh, Yl, over
-
-
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _rows_a_exact(U_hi, U_lo, V_hi, V_lo, B, a0, y0, b0, m, mr, K, N):
     for r in range(mr):
@@ -138,7 +121,7 @@ def matmul_bwd_a(U_hi, U_lo, V_hi, V_lo, B, a_off, b_off, y_off, M, K, N, base, 
     The vector code where every consumer's products are finite, else scalar loops with every candidate exact."""
     nb = a_off.shape[0]
     L = 64 // V_hi.itemsize  # the lanes of max_times_block (vector.lanes)
-    Yh, Yl, over = _nan_where_no_path(V_hi, V_lo)
+    Yh, Yl, over = nan_where_no_path(V_hi, V_lo)
     blocks = (M + RM - 1) // RM
     if shared:  # A's block is shared by the batches: one thread per RM rows, the batches in turn
         for t in prange(blocks):

@@ -36,4 +36,21 @@ def overflowed(vh, vl):
     return (vh == np.inf) | (vl == -np.inf)
 
 
+@njit(cache=True)
+def nan_where_no_path(V_hi, V_lo):
+    """(Yh, Yl, overflow): a consumer element with no path as NaN in both fields, so its candidates never win
+    and the vector code needs no mask, and whether any consumer holds an overflowed product; one pass."""
+    Yh = np.empty_like(V_hi)
+    Yl = np.empty_like(V_lo)
+    over = False
+    for i in range(V_hi.shape[0]):
+        vh = V_hi[i]
+        vl = V_lo[i]
+        none = vh < vl
+        over |= ~none & overflowed(vh, vl)
+        Yh[i] = np.nan if none else vh
+        Yl[i] = np.nan if none else vl
+    return Yh, Yl, over
+
+
 protect(sys.modules[__name__])  # checksummed disk cache (see checked_cache.py)
