@@ -156,6 +156,35 @@ def test_gemm_falls_back_to_exact_where_the_shifted_sum_underflows(semiring):
     assert np.all(np.isfinite(a.state("x")[a.semiring.fields[0].name]))
 
 
+def test_float32_entropy_gemms_underflow_to_the_exact_form():
+    # float32 GEMMs: x[:, 1] reaches the output only through w[1, 0] = 3e-41 (subnormal) and v[0] = 1e-5, so
+    # its shifted sum is a subnormal float32 with 8 significant bits (log Z off by 0.5%); it is redone exactly
+    prog = semir.parse("def main(x: f32[2, 3], w: f32[3, 2], v: f32[2]) -> f32 {\n  return sum(tanh(x @ w) * v)\n}")
+    x = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]], np.float32)
+    w = np.array([[1e-40, 0.5], [3e-41, 0.0], [2e-40, -1.5]], np.float32)
+    v = np.array([1e-5, 1.0], np.float32)
+    a = semir.compile(prog, "entropy", backend="numba")(x=x, w=w, v=v)
+    b = semir.compile(prog, "entropy", backend="reference")(x=x, w=w, v=v)
+    for f in ("logz", "h"):
+        np.testing.assert_allclose(a.state("x")[f], b.state("x")[f], rtol=1e-6, atol=1e-6)
+    assert np.all(np.isfinite(a.state("x")["logz"]))
+
+
+def test_float32_entropy_is_within_float32_rounding_of_the_float64_program():
+    # float32 GEMMs (backends/semiring_kernels.py) against the float64 program on the reference backend:
+    # the error is the float32 program's own (forward values, weights), a few ulp of H's terms
+    prog = semir.load(EXAMPLES / "transformer_layer.semir")
+    ins = random_inputs(prog, seed=21, dims={"S": 6}, scale=0.7)
+    got = semir.compile(prog, "entropy", backend="numba")(**ins)
+    p64 = as_f64(prog)
+    want = semir.compile(p64, "entropy", backend="reference")(
+        **{k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in ins.items()})
+    for name in got.wrt:
+        for f in ("logz", "h"):
+            np.testing.assert_allclose(got.state(name)[f], want.state(name)[f], rtol=2e-6, atol=2e-5,
+                                       err_msg=f"{name}.{f}")
+
+
 def test_generated_source_and_keys_identical_across_processes(tmp_path):
     code = textwrap.dedent(f"""
         import semir

@@ -32,7 +32,8 @@ def _abs_xlogx(w, aw, awl, tmp):
 
 @njit(cache=True, error_model="numpy")
 def _abs_xlogx32(w, aw, awl, tmp, lw):
-    # a float32 weight: its log in float32 (log_positive32, 0.33 against 0.9 ns), as the reference takes it
+    # a float32 weight: |w| and |w|·log|w| in float32 (log_positive32, 0.33 against 0.9 ns), as the reference
+    # takes the log, for the float32 GEMMs of a float32 program
     n = w.shape[0]
     for i in range(n):
         x = abs(w[i])
@@ -40,34 +41,35 @@ def _abs_xlogx32(w, aw, awl, tmp, lw):
         tmp[i] = x if x > 0 else np.float32(1.0)
     log_positive32(tmp, lw, n)
     for i in range(n):
-        awl[i] = aw[i] * np.float64(lw[i])
+        awl[i] = aw[i] * lw[i]
 
 
 _local = threading.local()
 
 
-def _buffers(n: int) -> list[np.ndarray]:
-    """This thread's four buffers of ``n`` elements (two float64, two float32), one set per weight size, reused
-    from call to call: fresh ones cost their page faults on every call, 2-6× the pass itself for a weight of
-    MiniLM's FFN. A model has a few weight sizes (MiniLM two: 18 MB of buffers)."""
+def _buffers(n: int, dtype) -> list[np.ndarray]:
+    """This thread's buffers of ``n`` elements of ``dtype`` (three, and a float32 one for the logs), one set per
+    weight size and dtype, reused from call to call: fresh ones cost their page faults on every call, 2-6× the
+    pass itself for a weight of MiniLM's FFN. A model has a few weight sizes (MiniLM two: 14 MB of buffers)."""
     pools = getattr(_local, "pools", None)
     if pools is None:
         pools = _local.pools = {}
-    if n not in pools:
-        pools[n] = [np.empty(n), np.empty(n), np.empty(n, np.float32), np.empty(n, np.float32)]
-    return pools[n]
+    key = (n, np.dtype(dtype).str)
+    if key not in pools:
+        pools[key] = [np.empty(n, dtype), np.empty(n, dtype), np.empty(n, dtype), np.empty(n, np.float32)]
+    return pools[key]
 
 
 def abs_xlogx(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(|W|, |W|·log|W|) in float64, shaped like ``W``; 0·log 0 = 0. The log is taken in W's precision.
+    """(|W|, |W|·log|W|) in W's dtype (float32 or float64), shaped like ``W``; 0·log 0 = 0.
 
     The arrays are this thread's buffers: valid until its next call (the contraction uses them at once)."""
     flat = np.ascontiguousarray(W).reshape(-1)
-    aw, awl, tmp32, lw32 = _buffers(flat.size)
+    aw, awl, tmp, lw32 = _buffers(flat.size, flat.dtype)
     if flat.dtype == np.float32:
-        _abs_xlogx32(flat, aw, awl, tmp32, lw32)
+        _abs_xlogx32(flat, aw, awl, tmp, lw32)
     else:
-        _abs_xlogx(flat, aw, awl, np.empty(flat.size))
+        _abs_xlogx(flat.astype(np.float64, copy=False), aw, awl, tmp)
     return aw.reshape(W.shape), awl.reshape(W.shape)
 
 

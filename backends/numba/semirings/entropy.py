@@ -1,0 +1,205 @@
+"""The entropy semiring's kernels: (log Z, H) per element, combined by the mixture rule.
+
+``acc`` ⊕-s one edge's candidate (log Z + log|w|, H) into an element: H = p₁H₁ + p₂H₂ + H(p₁, p₂) with
+p₁ = σ(log Z₁ − log Z₂), so nothing under- or overflows. The dense rows (layernorm, softmax) and the
+contractions (``backends/semiring_kernels.py``, as GEMMs) use the shifted linear form instead: per row, shift
+by the largest log Z; per operand element j, three weighted sums over the row's consumers i,
+  A_j = Σ_i |w_ij| z_i,   B_j = Σ_i |w_ij| log|w_ij| z_i,   C_j = Σ_i |w_ij| t_i   (z_i = Z_i/Z_max,
+t_i = z_i (H_i - log z_i)), and one ⊕ of (log Z_max + log A_j, (C_j - B_j)/A_j + log A_j) into the state.
+A sum that underflows while paths exist (A_j ≤ 1e-280) falls back to the exact per-edge ⊕.
+"""
+
+import math
+import sys
+
+import numpy as np
+from numba import njit, prange
+
+from .. import prelude
+from ..checked_cache import protect
+from ..prelude import ln_weight, log_positive, log_positive32
+
+
+# self-contained (no helpers): the CUDA backend compiles this function's source for the device
+@njit(cache=True, _nrt=False, error_model="numpy")
+def acc(U_logz, U_h, j, V_logz, V_h, i, w, e):
+    lv = V_logz[i]
+    if lv == -np.inf or w == 0:
+        return
+    lc = lv + math.log(abs(w))
+    hc = V_h[i]
+    la = U_logz[j]
+    if la == -np.inf:
+        U_logz[j] = lc
+        U_h[j] = hc
+        return
+    d = la - lc
+    x = math.exp(-abs(d))
+    big = 1.0 / (1.0 + x)
+    small = x / (1.0 + x)
+    if d >= 0:
+        pa = big
+        pc = small
+    else:
+        pa = small
+        pc = big
+    h = pa * U_h[j] + pc * hc
+    if pa > 0:
+        h -= pa * math.log(pa)
+    if pc > 0:
+        h -= pc * math.log(pc)
+    U_h[j] = h
+    U_logz[j] = max(la, lc) + math.log1p(x)
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _ent_shift(V_logz, V_h, idx, zs, t):
+    # z_i and t_i of the row's consumers idx[:], shifted by the row's largest log Z; returns that shift
+    c = -np.inf
+    for ii in range(idx.shape[0]):
+        c = max(c, V_logz[idx[ii]])
+    for ii in range(idx.shape[0]):
+        lz = V_logz[idx[ii]]
+        if c == -np.inf or lz == -np.inf:
+            zs[ii] = 0.0
+            t[ii] = 0.0
+        else:
+            zs[ii] = math.exp(lz - c)
+            t[ii] = zs[ii] * (V_h[idx[ii]] - (lz - c))
+    return c
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _ent_merge(U_logz, U_h, j, c, A, B, C, tmp):
+    # ⊕ of the row's candidate (log Z, H) for operand element j; tmp: two scratch doubles
+    tmp[0] = c + math.log(A)
+    tmp[1] = (C - B) / A + math.log(A)
+    acc(U_logz, U_h, j, tmp[0:1], tmp[1:2], 0, 1.0, 0)
+
+# Layernorm: w_ij = g_i m_ij with g_i = γ_i/σ and m_ij = δ_ij - 1/n - x̂_i x̂_j/n, so |w| log|w| =
+# |g_i| |m_ij| (log|g_i| + log|m_ij|): one log per (i, j) left, computed a consumer row at a time by the
+# vectorised log_positive instead of libm (the rows are dense: n² logs for n per row), in float32 for a
+# float32 program (log_positive32: the reference's logs are float32 there too).
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S, S32, idx):
+    start = r * n
+    zs, t, a, b, q, lq, A, B, C, tmp = S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7], S[8], S[9]
+    q32, lq32 = S32[0], S32[1]
+    single = xhat.itemsize == 4  # a float32 program: float32 logs, as the reference takes them
+    for ii in range(n):
+        idx[ii] = start + ii
+    c = _ent_shift(V_logz, V_h, idx, zs, t)
+    if c == -np.inf:
+        return
+    for ii in range(n):
+        g = abs(gamma[ii] * inv[r])
+        a[ii] = g * zs[ii]
+        b[ii] = a[ii] * math.log(g) if a[ii] > 0.0 else 0.0
+        t[ii] = g * t[ii]
+        A[ii] = 0.0
+        B[ii] = 0.0
+        C[ii] = 0.0
+    for ii in range(n):
+        if a[ii] == 0.0:
+            continue
+        xi = xhat[start + ii] / n
+        xrow = xhat[start:start + n]  # a view: an offset index keeps the loop scalar
+        for jj in range(n):
+            q[jj] = abs(1.0 / n + xi * xrow[jj])
+        q[ii] = abs(1.0 - 1.0 / n - xi * xhat[start + ii])
+        if single:  # 0.33 ns a log against 0.9 (log_positive32); the sums stay float64
+            for jj in range(n):
+                q32[jj] = q[jj]
+            log_positive32(q32, lq32, n)
+            for jj in range(n):
+                lq[jj] = lq32[jj]
+        else:
+            log_positive(q, lq, n)
+        ai = a[ii]
+        bi = b[ii]
+        ti = t[ii]
+        for jj in range(n):
+            A[jj] += ai * q[jj]
+            B[jj] += q[jj] * (bi + ai * lq[jj])
+            C[jj] += ti * q[jj]
+    for jj in range(n):
+        j = start + jj
+        if A[jj] > 1e-280:
+            _ent_merge(U_logz, U_h, j, c, A[jj], B[jj], C[jj], tmp)
+        else:  # the shifted sum underflowed: every edge exactly, with the weights of the other kernels
+            dt = xhat.dtype.type
+            xnj = xhat[j] / dt(n)
+            for ii in range(n):
+                i = start + ii
+                w = ln_weight(gamma[ii] * inv[r], dt(1.0) if ii == jj else dt(0.0), dt(1.0 / n), xhat[i], xnj)
+                acc(U_logz, U_h, j, V_logz, V_h, i, w, base + i)
+
+
+@njit(cache=True, parallel=True)
+def bwd_layernorm(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, rows, n, base):
+    S = np.empty((rows, 10, max(n, 2)))
+    S32 = np.empty((rows, 2, n), np.float32)
+    idx = np.empty((rows, n), np.int64)
+    for r in prange(rows):
+        _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S[r], S32[r], idx[r])
+
+# (Log-)softmax: off the diagonal |w_ij| = σ_i ρ_j (softmax: σ = ρ = s; log-softmax: σ = 1, ρ = p = e^s), so
+# the sums over i ≠ j factor through three row sums taken as prefix + suffix (no cancelling subtraction of
+# the diagonal term): O(n) per row instead of n² per-edge ⊕s.
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _ent_sm_row(U_logz, U_h, V_logz, V_h, s, n, inner, log, base, row, S, idx):
+    start = (row // inner) * n * inner + row % inner
+    zs, t, sig, rho, p1, p2, p3, tmp = S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7]
+    for ii in range(n):
+        idx[ii] = start + ii * inner
+    c = _ent_shift(V_logz, V_h, idx, zs, t)
+    if c == -np.inf:
+        return
+    for ii in range(n):
+        sig[ii] = 1.0 if log else s[idx[ii]]
+        rho[ii] = math.exp(s[idx[ii]]) if log else s[idx[ii]]
+    z1 = 0.0
+    z2 = 0.0
+    z3 = 0.0
+    for ii in range(n):  # exclusive prefix sums of z σ, z σ log σ and t σ
+        p1[ii] = z1
+        p2[ii] = z2
+        p3[ii] = z3
+        if sig[ii] > 0.0:
+            z1 += zs[ii] * sig[ii]
+            z2 += zs[ii] * sig[ii] * math.log(sig[ii])
+            z3 += t[ii] * sig[ii]
+    z1 = 0.0
+    z2 = 0.0
+    z3 = 0.0
+    for jj in range(n - 1, -1, -1):  # suffix sums, and each operand element's candidate
+        j = idx[jj]
+        d = abs(1.0 - rho[jj]) if log else abs(s[j] * (1.0 - rho[jj]))
+        A = zs[jj] * d
+        B = zs[jj] * d * math.log(d) if d > 0.0 else 0.0
+        C = t[jj] * d
+        if rho[jj] > 0.0:
+            A += rho[jj] * (p1[jj] + z1)
+            B += rho[jj] * ((p2[jj] + z2) + math.log(rho[jj]) * (p1[jj] + z1))
+            C += rho[jj] * (p3[jj] + z3)
+        if sig[jj] > 0.0:
+            z1 += zs[jj] * sig[jj]
+            z2 += zs[jj] * sig[jj] * math.log(sig[jj])
+            z3 += t[jj] * sig[jj]
+        if A > 1e-280:
+            _ent_merge(U_logz, U_h, j, c, A, B, C, tmp)
+        else:
+            sj = math.exp(s[j]) if log else s[j]
+            for ii in range(n):
+                i = idx[ii]
+                dd = 1.0 if ii == jj else 0.0
+                acc(U_logz, U_h, j, V_logz, V_h, i, (dd - sj) if log else s[i] * (dd - sj), base + i)
+
+
+@njit(cache=True, parallel=True)
+def bwd_softmax(U_logz, U_h, V_logz, V_h, s, outer, n, inner, log, base):
+    S = np.empty((outer * inner, 8, max(n, 2)))
+    idx = np.empty((outer * inner, n), np.int64)
+    for row in prange(outer * inner):
+        _ent_sm_row(U_logz, U_h, V_logz, V_h, s, n, inner, log, base, row, S[row], idx[row])
+
+protect(sys.modules[__name__], depends=(prelude,))  # checksummed disk cache (see checked_cache.py)
