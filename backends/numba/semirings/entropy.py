@@ -77,14 +77,13 @@ def _ent_merge(U_logz, U_h, j, c, A, B, C, tmp):
 
 # Layernorm: w_ij = g_i m_ij with g_i = γ_i/σ and m_ij = δ_ij - 1/n - x̂_i x̂_j/n, so |w| log|w| =
 # |g_i| |m_ij| (log|g_i| + log|m_ij|): one log per (i, j) left, computed a consumer row at a time by the
-# vectorised log_positive instead of libm (the rows are dense: n² logs for n per row), in float32 for a
-# float32 program (log_positive32: the reference's logs are float32 there too).
+# vectorised log_positive instead of libm (the rows are dense: n² logs for n per row); a float32 program's
+# weights, logs and sums are float32 (_ent_ln_sums32: 16 lanes a loop, 28 against 37 ms on MiniLM).
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S, S32, idx):
     start = r * n
     zs, t, a, b, q, lq, A, B, C, tmp = S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7], S[8], S[9]
-    q32, lq32 = S32[0], S32[1]
-    single = xhat.itemsize == 4  # a float32 program: float32 logs, as the reference takes them
+    single = xhat.itemsize == 4  # a float32 program: float32 weights, logs and sums (see _ent_ln_sums32)
     for ii in range(n):
         idx[ii] = start + ii
     c = _ent_shift(V_logz, V_h, idx, zs, t)
@@ -98,32 +97,28 @@ def _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S, S32, 
         A[ii] = 0.0
         B[ii] = 0.0
         C[ii] = 0.0
-    for ii in range(n):
-        if a[ii] == 0.0:
-            continue
-        xi = xhat[start + ii] / n
-        xrow = xhat[start:start + n]  # a view: an offset index keeps the loop scalar
-        for jj in range(n):
-            q[jj] = abs(1.0 / n + xi * xrow[jj])
-        q[ii] = abs(1.0 - 1.0 / n - xi * xhat[start + ii])
-        if single:  # 0.33 ns a log against 0.9 (log_positive32); the sums stay float64
+    if single:
+        _ent_ln_sums32(xhat, start, n, a, b, t, A, B, C, S32)
+    else:
+        for ii in range(n):
+            if a[ii] == 0.0:
+                continue
+            xi = xhat[start + ii] / n
+            xrow = xhat[start:start + n]  # a view: an offset index keeps the loop scalar
             for jj in range(n):
-                q32[jj] = q[jj]
-            log_positive32(q32, lq32, n)
-            for jj in range(n):
-                lq[jj] = lq32[jj]
-        else:
+                q[jj] = abs(1.0 / n + xi * xrow[jj])
+            q[ii] = abs(1.0 - 1.0 / n - xi * xhat[start + ii])
             log_positive(q, lq, n)
-        ai = a[ii]
-        bi = b[ii]
-        ti = t[ii]
-        for jj in range(n):
-            A[jj] += ai * q[jj]
-            B[jj] += q[jj] * (bi + ai * lq[jj])
-            C[jj] += ti * q[jj]
+            ai = a[ii]
+            bi = b[ii]
+            ti = t[ii]
+            for jj in range(n):
+                A[jj] += ai * q[jj]
+                B[jj] += q[jj] * (bi + ai * lq[jj])
+                C[jj] += ti * q[jj]
     for jj in range(n):
         j = start + jj
-        if A[jj] > 1e-280:
+        if A[jj] > (1e-30 if single else 1e-280):
             _ent_merge(U_logz, U_h, j, c, A[jj], B[jj], C[jj], tmp)
         else:  # the shifted sum underflowed: every edge exactly, with the weights of the other kernels
             dt = xhat.dtype.type
@@ -134,10 +129,44 @@ def _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S, S32, 
                 acc(U_logz, U_h, j, V_logz, V_h, i, w, base + i)
 
 
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _ent_ln_sums32(xhat, start, n, a, b, t, A, B, C, S32):
+    # A, B, C of one row in float32, 16 lanes a loop: |m_ij| in the dtype, its float32 log and float32 sums
+    # (A's and C's summands are >= 0, B's of either sign: the bound of the float32 GEMMs applies,
+    # backends/semiring_kernels.py). The per-consumer factors are rounded to float32 once.
+    q32, lq32, A32, B32, C32 = S32[0], S32[1], S32[2], S32[3], S32[4]
+    f = np.float32
+    inv_n = f(1.0 / n)
+    xrow = xhat[start:start + n]
+    for jj in range(n):
+        A32[jj] = 0
+        B32[jj] = 0
+        C32[jj] = 0
+    for ii in range(n):
+        if a[ii] == 0.0:
+            continue
+        xi = xrow[ii] * inv_n
+        for jj in range(n):  # |δ_ij - 1/n - x̂_i x̂_j/n|
+            q32[jj] = abs(((f(1.0) if jj == ii else f(0.0)) - inv_n) - xi * xrow[jj])
+        log_positive32(q32, lq32, n)
+        ai = f(a[ii])
+        bi = f(b[ii])
+        ti = f(t[ii])
+        for jj in range(n):
+            q = q32[jj]
+            A32[jj] += ai * q
+            B32[jj] += q * (bi + ai * lq32[jj])
+            C32[jj] += ti * q
+    for jj in range(n):
+        A[jj] = A32[jj]
+        B[jj] = B32[jj]
+        C[jj] = C32[jj]
+
+
 @njit(cache=True, parallel=True)
 def bwd_layernorm(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, rows, n, base):
     S = np.empty((rows, 10, max(n, 2)))
-    S32 = np.empty((rows, 2, n), np.float32)
+    S32 = np.empty((rows, 5, n), np.float32)
     idx = np.empty((rows, n), np.int64)
     for r in prange(rows):
         _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S[r], S32[r], idx[r])
