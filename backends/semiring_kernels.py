@@ -1,32 +1,21 @@
-"""The Numba kernels of the built-in semirings, by semiring name: the code the generated modules are made of.
-(max_product's and entropy's are ordinary modules, ``backends/numba/semirings/``; the others are still
-source here.)
+"""What the Numba and CUDA backends run for each semiring, by semiring name.
 
 A :class:`~semir.semirings.Semiring` is backend-neutral data (fields, ⊕, ⊗, lift, extend, finalize, kind);
-what a Numba or CUDA kernel does with it lives here, one :class:`Kernels` entry per semiring:
+its kernels live in ordinary modules, one per semiring, under ``backends/numba/semirings/``. One
+:class:`Kernels` entry per semiring names them:
 
-``acc``
-    Numba source of ``acc(U_<fields>..., j, V_<fields>..., i, w, e)``: D_u[j] ⊕= lift(w) ⊗ D_v[i], with
-    pointer e, on flat field arrays (topk: [n, K]). Generated kernels (Numba and CUDA) call it for every
-    edge; without it the semiring runs on the reference backend only.
-``matmul``
-    source replacing the generic ``matmul_bwd_a`` of ``backends/numba/templates.py`` (same signature), and
-    ``matmul_bwd_b`` too where it defines one: selective semirings reduce each output row against per-element
-    slots in registers and merge once.
-``reduce``
-    register-local reduction (init, step, merge) snippets: dense row kernels reduce the candidates of one
-    operand element in locals and merge once. Placeholders: {w} weight, {i} consumer element, {e} pointer,
-    {j} operand element. Without them, kernels call ``acc`` for every edge.
-``layernorm``, ``softmax``
-    source replacing the generic ``bwd_layernorm`` / ``bwd_softmax`` (same signatures): the shifted linear
-    form of a log-domain semiring, or the O(n) Jacobian-vector product of the linear one.
+``module``
+    the module defining ``acc(U_<fields>..., j, V_<fields>..., i, w, e)`` (D_u[j] ⊕= lift(w) ⊗ D_v[i], with
+    pointer e, on flat field arrays; topk: [n, K]), which the generic kernels of
+    ``backends/numba/templates.py`` call for every edge and the CUDA backend compiles from its source, and
+    the structured kernels it specialises (``templates.MODULE_KERNELS``: the contractions, the dense rows of
+    layernorm and softmax). The generated module imports them.
 ``gemm``
     (slot A, slot B) contraction backward as BLAS calls, for semirings whose ⊕/⊗ embed into ordinary
     arithmetic; signature (U, V, other, a_off, b_off, y_off, M, K, N), U/V tuples of fields.
-``module``
-    instead of source strings, an ordinary module under ``backends/numba/semirings/`` defining ``acc`` and the
-    structured kernels it specialises (``templates.MODULE_KERNELS``), which the generated module imports:
-    max_product with pointers, its values-only variant, and entropy (whose contractions stay ``gemm``).
+``acc``, ``prelude``
+    a user-defined semiring's ``acc`` as source, and the module-level source before it (the imports of its
+    own compiled functions, ``user_semiring.py``).
 """
 
 from __future__ import annotations
@@ -42,16 +31,10 @@ from semir.semirings.base import State, reduce_state
 
 @dataclass(frozen=True)
 class Kernels:
-    acc: str = ""
-    matmul: str | None = None
-    reduce: tuple[str, str, str] | None = None
-    layernorm: str | None = None
-    softmax: str | None = None
-    gemm: tuple[Callable, Callable] | None = None
-    prelude: str = ""  # module-level source placed before ``acc`` (user-defined semirings import their functions)
-    # an ordinary module (``backends/numba/semirings/``) defining ``acc`` and the structured kernels it
-    # specialises; the generated module imports them instead of taking source from the fields above
     module: str | None = None
+    gemm: tuple[Callable, Callable] | None = None
+    acc: str = ""  # a user-defined semiring's (no module)
+    prelude: str = ""
 
 
 def _linear_gemm(U, V, other, ao, bo, yo, M, K, N, slot):
@@ -201,193 +184,17 @@ def _gemms(name: str, contract):
             lambda U, V, A, ao, bo, yo, M, K, N: _ring_gemm(name, contract, U, V, A, ao, bo, yo, M, K, N, "b"))
 
 
-
-
-
-
-
-
-# Merge the K candidates of D_v[i]·w into the sorted list D_u[j]: candidate r (rank r at the consumer)
-# goes in at its place by (larger |v|, then lower edge, then lower rank); the list stays of length K.
-_TOPK_NUMBA = """
-def acc(U_v, U_edge, U_rank, j, V_v, V_edge, V_rank, i, w, e):
-    K = U_v.shape[1]
-    for r in range(K):
-        if V_edge[i, r] == EDGE_NONE:
-            return
-        c = V_v[i, r] * w
-        m = abs(c)
-        pos = K
-        for q in range(K):
-            u = abs(U_v[j, q])
-            if U_edge[j, q] == EDGE_NONE or m > u or (m == u and (e < U_edge[j, q] or (
-                    e == U_edge[j, q] and r < U_rank[j, q]))):
-                pos = q
-                break
-        if pos == K:
-            return
-        for q in range(K - 1, pos, -1):
-            U_v[j, q] = U_v[j, q - 1]
-            U_edge[j, q] = U_edge[j, q - 1]
-            U_rank[j, q] = U_rank[j, q - 1]
-        U_v[j, pos] = c
-        U_edge[j, pos] = e
-        U_rank[j, pos] = r
-"""
-
-
 KERNELS: dict[str, Kernels] = {
-    "sum_product": Kernels(
-        acc="""
-def acc(U_v, j, V_v, i, w, e):
-    U_v[j] += w * V_v[i]
-""",
-        reduce=("acc0 = 0.0", "acc0 += ({w}) * V_v[{i}]", "U_v[{j}] += acc0"),
-        layernorm="""
-@njit(cache=True, parallel=True)
-def bwd_layernorm(U_v, V_v, xhat, inv, gamma, rows, n, base):
-    for r in prange(rows):
-        start = r * n
-        m1 = 0.0
-        m2 = 0.0
-        for i in range(n):
-            gi = gamma[i] * V_v[start + i]
-            m1 += gi
-            m2 += gi * xhat[start + i]
-        m1 /= n
-        m2 /= n
-        for j in range(n):
-            U_v[start + j] += inv[r] * (gamma[j] * V_v[start + j] - m1 - xhat[start + j] * m2)
-""",
-        softmax="""
-@njit(cache=True, parallel=True)
-def bwd_softmax(U_v, V_v, s, outer, n, inner, log, base):
-    for t in prange(outer * inner):
-        a = t // inner
-        b = t % inner
-        start = a * n * inner + b
-        tot = 0.0
-        for ii in range(n):
-            i = start + ii * inner
-            tot += V_v[i] if log else s[i] * V_v[i]
-        for jj in range(n):
-            j = start + jj * inner
-            if log:
-                U_v[j] += V_v[j] - math.exp(s[j]) * tot
-            else:
-                U_v[j] += s[j] * (V_v[j] - tot)
-""",
-        gemm=(lambda U, V, B, ao, bo, yo, M, K, N: _linear_gemm(U[0], V[0], B, ao, bo, yo, M, K, N, "a"),
-          lambda U, V, A, ao, bo, yo, M, K, N: _linear_gemm(U[0], V[0], A, ao, bo, yo, M, K, N, "b")),
-    ),
+    "sum_product": Kernels(module="semir.backends.numba.semirings.sum_product", gemm=(
+        lambda U, V, B, ao, bo, yo, M, K, N: _linear_gemm(U[0], V[0], B, ao, bo, yo, M, K, N, "a"),
+        lambda U, V, A, ao, bo, yo, M, K, N: _linear_gemm(U[0], V[0], A, ao, bo, yo, M, K, N, "b"))),
     "max_product": Kernels(module="semir.backends.numba.semirings.max_product"),
-    "max_abs": Kernels(
-        acc="""
-def acc(U_v, U_edge, j, V_v, V_edge, i, w, e):
-    if V_edge[i] == EDGE_NONE:
-        return
-    c = w * V_v[i]
-    a = abs(c)
-    b = abs(U_v[j])
-    if a > b or (a == b and e < U_edge[j]):
-        U_v[j] = c
-        U_edge[j] = e
-""",
-        matmul="""
-@njit(cache=True)
-def _ma_row(U_v, U_edge, V_v, V_edge, B, a_off, b_off, y_off, M, K, N, base, b, m):
-    yo = y_off[b] + m * N
-    for k in range(K):
-        bo = b_off[b] + k * N
-        best = -1.0
-        bv = 0.0
-        en = -1
-        for n in range(N):
-            if V_edge[yo + n] == EDGE_NONE:
-                continue
-            c = B[bo + n] * V_v[yo + n]
-            a = abs(c)
-            if a > best:
-                best = a
-                bv = c
-                en = n
-        if en < 0:
-            continue
-        j = a_off[b] + m * K + k
-        e = base + yo + en
-        u = abs(U_v[j])
-        if best > u or (best == u and e < U_edge[j]):
-            U_v[j] = bv
-            U_edge[j] = e
-
-
-@njit(cache=True, parallel=True)
-def matmul_bwd_a(U_v, U_edge, V_v, V_edge, B, a_off, b_off, y_off, M, K, N, base, shared):
-    nb = a_off.shape[0]
-    if shared:
-        for m in prange(M):
-            for b in range(nb):
-                _ma_row(U_v, U_edge, V_v, V_edge, B, a_off, b_off, y_off, M, K, N, base, b, m)
-    else:
-        for t in prange(nb * M):
-            _ma_row(U_v, U_edge, V_v, V_edge, B, a_off, b_off, y_off, M, K, N, base, t // M, t % M)
-""",
-        reduce=("best = -1.0\nbv = 0.0\nbe = -1", """
-if V_edge[{i}] != EDGE_NONE:
-    c = V_v.dtype.type({w}) * V_v[{i}]
-    a = abs(c)
-    if a > best:
-        best = a
-        bv = c
-        be = {e}""", """
-if be >= 0:
-    u = abs(U_v[{j}])
-    if best > u or (best == u and be < U_edge[{j}]):
-        U_v[{j}] = bv
-        U_edge[{j}] = be"""),
-    ),
+    "max_abs": Kernels(module="semir.backends.numba.semirings.max_abs"),
     "entropy": Kernels(module="semir.backends.numba.semirings.entropy", gemm=_gemms("entropy", _entropy_contract)),
-    "log": Kernels(
-        acc="""
-def acc(U_logz, j, V_logz, i, w, e):
-    lv = V_logz[i]
-    if lv == -np.inf or w == 0:
-        return
-    lc = lv + math.log(abs(w))
-    la = U_logz[j]
-    if la == -np.inf:
-        U_logz[j] = lc
-    else:
-        U_logz[j] = max(la, lc) + math.log1p(math.exp(-abs(la - lc)))
-""",
-        gemm=_gemms("log", _log_contract),
-    ),
-    "counting": Kernels(
-        acc="""
-def acc(U_count, U_log_count, j, V_count, V_log_count, i, w, e):
-    if w == 0 or V_log_count[i] == -np.inf:
-        return
-    U_count[j] += V_count[i]
-    lc = V_log_count[i]
-    la = U_log_count[j]
-    if la == -np.inf:
-        U_log_count[j] = lc
-    else:
-        U_log_count[j] = max(la, lc) + math.log1p(math.exp(-abs(la - lc)))
-""",
-        gemm=_gemms("counting", _counting_contract),
-    ),
-    "boolean": Kernels(
-        acc="""
-def acc(U_b, j, V_b, i, w, e):
-    if w != 0 and V_b[i]:
-        U_b[j] = True
-""",
-        gemm=_gemms("boolean", _boolean_contract),
-    ),
-    "topk": Kernels(
-        acc=_TOPK_NUMBA,
-    ),
+    "log": Kernels(module="semir.backends.numba.semirings.log", gemm=_gemms("log", _log_contract)),
+    "counting": Kernels(module="semir.backends.numba.semirings.counting", gemm=_gemms("counting", _counting_contract)),
+    "boolean": Kernels(module="semir.backends.numba.semirings.boolean", gemm=_gemms("boolean", _boolean_contract)),
+    "topk": Kernels(module="semir.backends.numba.semirings.topk"),
     "max_product/values": Kernels(module="semir.backends.numba.semirings.max_product_values"),
 }
 

@@ -143,62 +143,6 @@ def matmul_bwd_b({U}, {V}, A, a_off, b_off, y_off, M, K, N, base, shared):
 '''
 
 
-ROWS_LOCAL = '''
-
-@njit(cache=True, parallel=True, _nrt=False, error_model="numpy")
-def bwd_softmax({U}, {V}, s, outer, n, inner, log, base):
-    """Dense per-row Jacobian of (log_)softmax; each operand element reduced in registers."""
-    dt = s.dtype.type
-    for t in prange(outer * inner):
-        a = t // inner
-        b = t % inner
-        start = a * n * inner + b
-        for jj in range(n):
-            j = start + jj * inner
-            sj = dt(math.exp(s[j])) if log else s[j]
-%%INIT 12
-            for ii in range(n):
-                i = start + ii * inner
-                d = dt(1.0) if ii == jj else dt(0.0)
-                w = (d - sj) if log else s[i] * (d - sj)  # in the node's dtype, as the reference computes it
-                e = base + i
-%%STEP 16
-%%MERGE 12
-
-
-@njit(cache=True, parallel=True, _nrt=False, error_model="numpy")
-def bwd_layernorm({U}, {V}, xhat, inv, gamma, rows, n, base):
-    """Dense per-row Jacobian of layernorm; each operand element reduced in registers."""
-    dt = xhat.dtype.type
-    for r in prange(rows):
-        start = r * n
-        for jj in range(n):
-            j = start + jj
-            xnj = xhat[j] / dt(n)
-%%INIT 12
-            for ii in range(n):
-                i = start + ii
-                d = dt(1.0) if ii == jj else dt(0.0)
-                w = ln_weight(gamma[ii] * inv[r], d, dt(1.0 / n), xhat[i], xnj)
-                e = base + i
-%%STEP 16
-%%MERGE 12
-'''
-
-
-def _local(template: str, snippets: tuple[str, str, str]) -> str:
-    subst = {"w": "w", "i": "i", "e": "e", "j": "j"}
-    out = []
-    for line in template.splitlines():
-        if line.startswith("%%"):
-            which, indent = line[2:].split()
-            code = snippets[("INIT", "STEP", "MERGE").index(which)].strip("\n").format(**subst)
-            out.extend(" " * int(indent) + c for c in code.splitlines())
-        else:
-            out.append(line)
-    return "\n".join(out)
-
-
 def _start(text: str, name: str) -> int:
     """Where the decorated definition of kernel ``name`` begins in ``text``."""
     return text.rindex("\n\n@njit", 0, text.index(f"\ndef {name}("))
@@ -216,7 +160,8 @@ MODULE_KERNELS = ("acc", "matmul_bwd_a", "matmul_bwd_b", "bwd_layernorm", "bwd_s
 
 
 def instantiate(semiring) -> str:
-    """The kernel module source for one semiring."""
+    """The kernel module source for one semiring: the generic kernels, with the semiring module's own in place
+    of those it defines, or (a user-defined semiring) its ``acc`` source."""
     k = kernels_for(semiring)
     if k is None:
         raise ValueError(f"semiring {semiring.name!r} has no Numba source; use backend='reference'")
@@ -236,13 +181,4 @@ def instantiate(semiring) -> str:
         acc = f"\n\nfrom {k.module} import {', '.join(names)}  # noqa: F401\n"
         return HEADER.format(name=semiring.name) + acc + kernels + matmul
     acc = ("\n\n" + k.prelude if k.prelude else "") + "\n\n" + JIT + "\n" + k.acc.strip() + "\n"
-    if k.matmul:  # the semiring's own slot-A contraction (and slot B, where it has one) replace the generic ones
-        rest = "" if "\ndef matmul_bwd_b(" in k.matmul else matmul[_start(matmul, "matmul_bwd_b"):]
-        matmul = "\n\n" + k.matmul.strip() + "\n" + rest
-    if k.reduce:  # register-local dense row kernels replace the per-edge ones
-        kernels = kernels[:_start(kernels, "bwd_softmax")]
-        kernels += _local(ROWS_LOCAL.replace("{U}", U).replace("{V}", V), k.reduce)
-    for name, override in (("bwd_layernorm", k.layernorm), ("bwd_softmax", k.softmax)):
-        if override:  # the semiring's own kernel replaces the generic one of the same name
-            kernels = _drop(kernels, name) + "\n\n" + override.replace("{U}", U).replace("{V}", V).strip() + "\n"
     return HEADER.format(name=semiring.name) + acc + kernels + matmul
