@@ -334,7 +334,8 @@ def test_max_times_slot_b_with_shared_blocks_and_ties(semiring):
 
 
 @pytest.mark.parametrize("dtype", ["f32", "f64"])
-@pytest.mark.parametrize("op", ["layernorm(x, g, b, eps=1e-5)", "softmax(x, axis=-1)"])
+@pytest.mark.parametrize("op", ["layernorm(x, g, b, eps=1e-5)", "softmax(x, axis=-1)", "log_softmax(x, axis=-1)",
+                                "softmax(x, axis=0)"])
 def test_row_weights_are_the_references_bit_for_bit(op, dtype):
     # the dense row kernels compute each edge weight in the node's dtype by the reference's own formula, so a
     # selective semiring through one row op gives the reference's values exactly, not to a tolerance

@@ -142,8 +142,9 @@ BACKWARD = {
     Op.max: lambda k, s, u, n, sr: _call("bwd_map1", u, k, f"plan.aux[{k}]", f"plan.base[{k}][{s}]"),
     Op.softmax: lambda k, s, u, n, sr: _call("bwd_softmax", u, k, f"V[{k}]", f"*plan.rowsplit[{k}]", "False",
                                              f"plan.base[{k}][{s}]"),
-    Op.log_softmax: lambda k, s, u, n, sr: _call("bwd_softmax", u, k, f"V[{k}]", f"*plan.rowsplit[{k}]", "True",
-                                                 f"plan.base[{k}][{s}]"),
+    # log-softmax's weights δ_ij − e^{s_j} take e^s from NumPy in the dtype, as the reference does
+    Op.log_softmax: lambda k, s, u, n, sr: _call("bwd_softmax", u, k, f"np.exp(V[{k}])", f"*plan.rowsplit[{k}]",
+                                                 "True", f"plan.base[{k}][{s}]"),
     Op.layernorm: _layernorm,
     Op.matmul: _matmul,
     Op.transpose: lambda k, s, u, n, sr: _call("bwd_map1", u, k, f"plan.map[{k}][{s}]", f"plan.base[{k}][{s}]"),

@@ -120,12 +120,10 @@ def sm_weight(d, si, sj, log):
 
 @njit(cache=True, _nrt=False, error_model="numpy")
 def sm_row(s, start, n, inner, log, sj):
-    """Into ``sj``: the s_j of the (log-)softmax row at ``start`` (elements ``inner`` apart), or e^{s_j} for
-    log-softmax, in the node's dtype."""
-    dt = s.dtype.type
+    """Into ``sj``: the s_j of the (log-)softmax row at ``start`` (elements ``inner`` apart); for log-softmax
+    the kernels get e^s for s (NumPy's, in the dtype, as the reference takes it), so sj holds e^{s_j}."""
     for jj in range(n):
-        x = s[start + jj * inner]
-        sj[jj] = dt(math.exp(x)) if log else x
+        sj[jj] = s[start + jj * inner]
 
 
 @njit(cache=True, _nrt=False)

@@ -70,7 +70,7 @@ def bwd_softmax({U}, {V}, s, outer, n, inner, log, base):
         start = a * n * inner + b
         for jj in range(n):
             j = start + jj * inner
-            sj = dt(math.exp(s[j])) if log else s[j]
+            sj = s[j]  # log-softmax: exp(s_j) (the caller passes e^s)
             for ii in range(n):
                 i = start + ii * inner
                 d = dt(1.0) if ii == jj else dt(0.0)

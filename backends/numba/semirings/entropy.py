@@ -185,7 +185,7 @@ def _ent_sm_row(U_logz, U_h, V_logz, V_h, s, n, inner, log, base, row, S, idx):
         return
     for ii in range(n):
         sig[ii] = 1.0 if log else s[idx[ii]]
-        rho[ii] = math.exp(s[idx[ii]]) if log else s[idx[ii]]
+        rho[ii] = s[idx[ii]]  # log-softmax: p = e^s (the caller passes e^s)
     z1 = 0.0
     z2 = 0.0
     z3 = 0.0
@@ -217,7 +217,7 @@ def _ent_sm_row(U_logz, U_h, V_logz, V_h, s, n, inner, log, base, row, S, idx):
         if A > 1e-280:
             _ent_merge(U_logz, U_h, j, c, A, B, C, tmp)
         else:
-            sj = math.exp(s[j]) if log else s[j]
+            sj = s[j]
             for ii in range(n):
                 i = idx[ii]
                 dd = 1.0 if ii == jj else 0.0

@@ -5,7 +5,6 @@ operand element's candidates in registers (best magnitude, its value, its edge) 
 candidates in ascending edge order with a strict comparison, so the lowest edge wins ties as in ⊕.
 """
 
-import math
 import sys
 
 from numba import njit, prange
@@ -81,7 +80,7 @@ def bwd_softmax(U_v, U_edge, V_v, V_edge, s, outer, n, inner, log, base):
         start = (t // inner) * n * inner + t % inner
         for jj in range(n):
             j = start + jj * inner
-            sj = dt(math.exp(s[j])) if log else s[j]
+            sj = s[j]  # log-softmax: e^{s_j} (the caller passes e^s)
             best = -1.0
             bv = 0.0
             be = -1

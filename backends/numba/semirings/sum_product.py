@@ -5,7 +5,6 @@ products (the row sums m₁ = Σ γ_i v_i / n, m₂ = Σ γ_i v_i x̂_i / n; sof
 as BLAS GEMMs (``backends/semiring_kernels.py``).
 """
 
-import math
 import sys
 
 from numba import njit, prange
@@ -48,7 +47,7 @@ def bwd_softmax(U_v, V_v, s, outer, n, inner, log, base):
         for jj in range(n):
             j = start + jj * inner
             if log:
-                U_v[j] += V_v[j] - math.exp(s[j]) * tot
+                U_v[j] += V_v[j] - s[j] * tot  # s: e^s for log-softmax
             else:
                 U_v[j] += s[j] * (V_v[j] - tot)
 
