@@ -4,7 +4,9 @@ import math
 import sys
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from .checked_cache import protect
 
@@ -79,29 +81,47 @@ def log_positive(x, out, n):
 # ln 2 split for float32: LN2_HI32 has its low 12 mantissa bits clear, so k * LN2_HI32 is exact for |k| < 2^12.
 LN2_HI32 = np.float32(0.693145751953125)
 LN2_LO32 = np.float32(1.428606765330187e-06)
+_F32_NINTH, _F32_SEVENTH, _F32_FIFTH, _F32_THIRD = (float(np.float32(1.0 / d)) for d in (9, 7, 5, 3))
+
+
+@intrinsic
+def log32(typingctx, x):
+    """log of a positive normal float32 (0 gives a finite value; callers weight it by 0), as LLVM IR on 32-bit
+    integers and floats, so a loop calling it vectorises 16 lanes wide (Numba widens integer arithmetic to 64
+    bits, halving the lanes). The float32 twin of :func:`log_positive`: x = 2^k m with m in [sqrt(2)/2,
+    sqrt(2)), log m = 2 atanh(s), s = (m - 1) / (m + 1), the series to s^9; within 1.9 ulp, against 3.1 for
+    NumPy's float32 log on the same inputs."""
+    sig = types.float32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        b, f32, i32 = builder, ir.FloatType(), ir.IntType(32)
+
+        def c(t, v):
+            return ir.Constant(t, v)
+
+        bits = b.bitcast(args[0], i32)
+        frac = b.and_(bits, c(i32, 0x007FFFFF))
+        big = b.icmp_unsigned(">", frac, c(i32, 0x3504F3))  # the mantissa above sqrt(2): halve it, k + 1
+        m = b.bitcast(b.or_(frac, b.select(big, c(i32, 0x3F000000), c(i32, 0x3F800000))), f32)
+        k = b.sitofp(b.add(b.sub(b.lshr(bits, c(i32, 23)), c(i32, 127)), b.zext(big, i32)), f32)
+        f = b.fsub(m, c(f32, 1.0))
+        s = b.fdiv(f, b.fadd(c(f32, 2.0), f))
+        z = b.fmul(s, s)
+        p = b.fadd(b.fmul(c(f32, _F32_NINTH), z), c(f32, _F32_SEVENTH))
+        p = b.fadd(b.fmul(b.fadd(b.fmul(p, z), c(f32, _F32_FIFTH)), z), c(f32, _F32_THIRD))
+        two_s = b.fmul(c(f32, 2.0), s)
+        tail = b.fadd(b.fmul(b.fmul(two_s, z), p), b.fmul(k, c(f32, float(LN2_LO32))))
+        return b.fadd(b.fmul(k, c(f32, float(LN2_HI32))), b.fadd(two_s, tail))
+
+    return sig, codegen
+
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
 def log_positive32(x, out, n):
-    """out[:n] = log(x[:n]) for positive normal float32 (x = 0 gives a finite value; callers weight it by 0).
-
-    The float32 twin of :func:`log_positive` (the same reduction, the series to s^9): within 1.9 ulp, against
-    3.1 for NumPy's float32 log on the same inputs, at 0.33 ns a log against log_positive's 0.9 (16 lanes).
-    """
-    xb = x.view(np.int32)
-    ob = out.view(np.int32)
-    for i in range(n):  # the mantissa, moved into [sqrt(2)/2, sqrt(2)), as a float in out
-        frac = xb[i] & 0x007FFFFF
-        ob[i] = frac | (0x3F000000 if frac > 0x3504F3 else 0x3F800000)
+    """out[:n] = log32(x[:n]) (0.27 ns a log, 16 lanes)."""
     for i in range(n):
-        frac = xb[i] & 0x007FFFFF
-        k = np.float32((xb[i] >> 23) - 127 + (1 if frac > 0x3504F3 else 0))
-        f = out[i] - np.float32(1.0)
-        s = f / (np.float32(2.0) + f)
-        z = s * s
-        p = np.float32(1.0 / 9.0) * z + np.float32(1.0 / 7.0)
-        p = (p * z + np.float32(1.0 / 5.0)) * z + np.float32(1.0 / 3.0)
-        out[i] = k * LN2_HI32 + (np.float32(2.0) * s + (np.float32(2.0) * s * z * p + k * LN2_LO32))
+        out[i] = log32(x[i])
 
 
 @njit(cache=True, inline="always")

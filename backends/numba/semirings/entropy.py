@@ -17,7 +17,7 @@ from numba import njit, prange
 
 from .. import prelude
 from ..checked_cache import protect
-from ..prelude import ln_weight, log_positive, log_positive32
+from ..prelude import ln_weight, log32, log_positive
 
 
 # self-contained (no helpers): the CUDA backend compiles this function's source for the device
@@ -131,10 +131,10 @@ def _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S, S32, 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _ent_ln_sums32(xhat, start, n, a, b, t, A, B, C, S32):
-    # A, B, C of one row in float32, 16 lanes a loop: |m_ij| in the dtype, its float32 log and float32 sums
-    # (A's and C's summands are >= 0, B's of either sign: the bound of the float32 GEMMs applies,
-    # backends/semiring_kernels.py). The per-consumer factors are rounded to float32 once.
-    q32, lq32, A32, B32, C32 = S32[0], S32[1], S32[2], S32[3], S32[4]
+    # A, B, C of one row in float32, one loop of 16 lanes per consumer: |m_ij| in the dtype, its float32 log
+    # (log32) and float32 sums (A's and C's summands are >= 0, B's of either sign: the bound of the float32
+    # GEMMs applies, backends/semiring_kernels.py). The per-consumer factors are rounded to float32 once.
+    A32, B32, C32 = S32[0], S32[1], S32[2]
     f = np.float32
     inv_n = f(1.0 / n)
     xrow = xhat[start:start + n]
@@ -146,16 +146,13 @@ def _ent_ln_sums32(xhat, start, n, a, b, t, A, B, C, S32):
         if a[ii] == 0.0:
             continue
         xi = xrow[ii] * inv_n
-        for jj in range(n):  # |δ_ij - 1/n - x̂_i x̂_j/n|
-            q32[jj] = abs(((f(1.0) if jj == ii else f(0.0)) - inv_n) - xi * xrow[jj])
-        log_positive32(q32, lq32, n)
         ai = f(a[ii])
         bi = f(b[ii])
         ti = f(t[ii])
         for jj in range(n):
-            q = q32[jj]
+            q = abs(((f(1.0) if jj == ii else f(0.0)) - inv_n) - xi * xrow[jj])  # |δ_ij - 1/n - x̂_i x̂_j/n|
             A32[jj] += ai * q
-            B32[jj] += q * (bi + ai * lq32[jj])
+            B32[jj] += q * (bi + ai * log32(q))
             C32[jj] += ti * q
     for jj in range(n):
         A[jj] = A32[jj]
@@ -166,7 +163,7 @@ def _ent_ln_sums32(xhat, start, n, a, b, t, A, B, C, S32):
 @njit(cache=True, parallel=True)
 def bwd_layernorm(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, rows, n, base):
     S = np.empty((rows, 10, max(n, 2)))
-    S32 = np.empty((rows, 5, n), np.float32)
+    S32 = np.empty((rows, 3, n), np.float32)
     idx = np.empty((rows, n), np.int64)
     for r in prange(rows):
         _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S[r], S32[r], idx[r])

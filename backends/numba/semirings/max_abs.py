@@ -30,6 +30,15 @@ def acc(U_v, U_edge, j, V_v, V_edge, i, w, e):
 
 
 @njit(cache=True, _nrt=False, error_model="numpy", inline="always")
+def _pick(V_v, i, w, e, best, bv, be):
+    # consumer i's candidate against the row's best so far (|value|, value, edge); strict: the first wins
+    c = V_v.dtype.type(w) * V_v[i]
+    if abs(c) > best:
+        return abs(c), c, e
+    return best, bv, be
+
+
+@njit(cache=True, _nrt=False, error_model="numpy", inline="always")
 def _merge(U_v, U_edge, j, best, bv, be):
     # the best candidate of an operand element (be < 0: none) into its state, by (|value|, edge)
     if be >= 0:
@@ -89,11 +98,7 @@ def bwd_softmax(U_v, U_edge, V_v, V_edge, s, outer, n, inner, log, base):
                 if V_edge[i] != EDGE_NONE:
                     d = dt(1.0) if ii == jj else dt(0.0)
                     w = (d - sj) if log else s[i] * (d - sj)  # in the node's dtype, as the reference computes it
-                    c = V_v.dtype.type(w) * V_v[i]
-                    if abs(c) > best:
-                        best = abs(c)
-                        bv = c
-                        be = base + i
+                    best, bv, be = _pick(V_v, i, w, base + i, best, bv, be)
             _merge(U_v, U_edge, j, best, bv, be)
 
 
@@ -114,11 +119,7 @@ def bwd_layernorm(U_v, U_edge, V_v, V_edge, xhat, inv, gamma, rows, n, base):
                 if V_edge[i] != EDGE_NONE:
                     d = dt(1.0) if ii == jj else dt(0.0)
                     w = ln_weight(gamma[ii] * inv[r], d, dt(1.0 / n), xhat[i], xnj)
-                    c = V_v.dtype.type(w) * V_v[i]
-                    if abs(c) > best:
-                        best = abs(c)
-                        bv = c
-                        be = base + i
+                    best, bv, be = _pick(V_v, i, w, base + i, best, bv, be)
             _merge(U_v, U_edge, j, best, bv, be)
 
 

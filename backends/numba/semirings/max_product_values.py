@@ -26,29 +26,15 @@ from . import max_times
 from .max_times import candidates, finite_candidates, nan_where_no_path
 
 
-# the eager acc's arithmetic without its pointers (max_product.py), so the two agree value for value
+# Numba only (a lazy sweep runs on no other backend), so unlike the eager acc it may call helpers: its
+# candidates are the eager acc's values (max_times.py: the same products, 0·∞ = 0)
 @njit(cache=True, _nrt=False, error_model="numpy")
 def acc(U_hi, U_lo, j, V_hi, V_lo, i, w, e):
     vh = V_hi[i]
     vl = V_lo[i]
     if vh < vl:
         return
-    if w >= 0:
-        a = vh
-        b = vl
-    else:
-        a = vl
-        b = vh
-    ch = w * a
-    cl = w * b
-    if w == 0:
-        ch = w * w
-        cl = ch
-    else:
-        if a == 0:
-            ch = a * a
-        if b == 0:
-            cl = b * b
+    ch, cl = candidates(w, vh, vl, V_hi.dtype.type(0))
     if ch > U_hi[j]:
         U_hi[j] = ch
     if cl < U_lo[j]:
