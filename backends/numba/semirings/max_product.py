@@ -131,7 +131,8 @@ def bwd_layernorm(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_
                    best[r, 1], which[r, 0], which[r, 1], xn[r])
 
 
-# Max-times with pointers, one output row at a time in registers. Whatever the sign of w, the best
+# The contraction into A where a consumer holds an overflowed product (the vector code takes finite ones):
+# max-times with pointers, one output row at a time in registers. Whatever the sign of w, the best
 # candidate is max(w·hi, w·lo) and the worst min(w·hi, w·lo), so the inner loop has no sign branch;
 # strict comparisons keep the first n, i.e. the lowest edge, as ⊕ does. The k loop vectorises only as
 # written: the max as a compare and select (Numba's max() lowers to a form LLVM leaves scalar) and the
