@@ -33,20 +33,18 @@ class Path(list):
 
     program: Program | None = None
     shapes: dict[str, tuple[int, ...]] = {}  # noqa: RUF012  (replaced per instance) concrete node shapes
-    dtype: Any = np.float64  # the sweep's float dtype
 
     @property
     def value(self) -> float:
-        """The product of the weights as the sweep forms it: from the output back, in the sweep's dtype, and
-        with 0·∞ = 0 (a zero weight makes the product 0 even where the rest overflowed)."""
+        """The product of the weights in float64, formed as the sweep forms it, from the output back, and with
+        0·∞ = 0 (a zero weight makes the product 0 even where the rest overflowed)."""
         w = [s.weight for s in self]
         if not w or 0 in w:
             return 0.0
-        p = self.dtype(1)
-        with np.errstate(over="ignore"):
-            for x in reversed(w):
-                p = self.dtype(p * self.dtype(x))
-        return float(p)
+        p = 1.0
+        for x in reversed(w):
+            p *= x  # Python floats overflow to inf without a warning
+        return p
 
     def format(self, tokens: list[str] | None = None, detail: bool | None = None) -> str:
         """One line per layer: the factor it contributes, the token the path leaves it at, and the steps that
@@ -237,7 +235,7 @@ class Result:
         shape = self._shape(node)
         idx = self._flat(shape, index, name)
         steps = Path()
-        steps.program, steps.dtype = self.program, np.dtype(self.float_dtype).type
+        steps.program = self.program
         steps.shapes = {n: np.shape(v) for n, v in self.values.items()} if self.values else {}
         for _ in range(10_000_000):
             edge, nxt = FOLLOW[sr.paths](*self._pointers(node, idx, comp), comp)
