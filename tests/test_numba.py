@@ -170,6 +170,20 @@ def test_float32_entropy_gemms_underflow_to_the_exact_form():
     assert np.all(np.isfinite(a.state("x")["logz"]))
 
 
+def test_float32_entropy_layernorm_rows_underflow_to_the_exact_form():
+    # γ = 1e-40 (subnormal in float32): every weight of the rows is subnormal, so the rows' float32 sums have
+    # lost bits (below 1e-30) and are redone exactly, edge by edge
+    prog = semir.parse("def main(x: f32[3, 8], g: f32[8], b: f32[8], u: f32[3, 8]) -> f32 {\n"
+                       "  return sum(layernorm(x, g, b, eps=1e-5) * u)\n}")
+    rng = np.random.default_rng(2)
+    ins = {"x": rng.normal(size=(3, 8)).astype(np.float32), "g": np.full(8, 1e-40, np.float32),
+           "b": np.zeros(8, np.float32), "u": rng.normal(size=(3, 8)).astype(np.float32)}
+    a = semir.compile(prog, "entropy", backend="numba", wrt=["x"])(**ins)
+    b = semir.compile(prog, "entropy", backend="reference", wrt=["x"])(**ins)
+    for f in ("logz", "h"):
+        np.testing.assert_allclose(a.state("x")[f], b.state("x")[f], rtol=1e-5, atol=1e-5)
+
+
 def test_float32_entropy_is_within_float32_rounding_of_the_float64_program():
     # float32 GEMMs (backends/semiring_kernels.py) against the float64 program on the reference backend:
     # the error is the float32 program's own (forward values, weights), a few ulp of H's terms
