@@ -70,7 +70,7 @@ def _mp_pick(bh, bl, eh, el, jj, w, vh, vl, ni, zero):
     # max_times.py); strict comparisons keep the first consumer. As selects and int32 slots the caller's
     # loop over jj vectorises.
     ch, cl = candidates(w, vh, vl, zero)
-    better = (ch > bh[jj]) | (eh[jj] < 0)
+    better = (ch > bh[jj]) | (eh[jj] < 0)  # an empty slot takes any candidate, an overflowed -inf too
     bh[jj] = ch if better else bh[jj]
     eh[jj] = ni if better else eh[jj]
     worse = (cl < bl[jj]) | (el[jj] < 0)
@@ -154,14 +154,7 @@ def _mp_row(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, Bt, bt0, a_off, y_off,
         brow = Bt[bt0 + n * K:bt0 + n * K + K]
         nn = np.int32(n)
         for k in range(K):
-            ch, cl = candidates(brow[k], vh, vl, zero)
-            # an empty slot (index -1) takes any candidate: a product that overflowed to -inf is one
-            better = (ch > bh[k]) | (eh[k] < 0)
-            bh[k] = ch if better else bh[k]
-            eh[k] = nn if better else eh[k]
-            worse = (cl < bl[k]) | (el[k] < 0)
-            bl[k] = cl if worse else bl[k]
-            el[k] = nn if worse else el[k]
+            _mp_pick(bh, bl, eh, el, k, brow[k], vh, vl, nn, zero)
     _mp_merge(U_hi, U_lo, U_hi_edge, U_lo_edge, bh, bl, eh, el, K, a_off[b] + m * K, base + yo)
 
 
