@@ -26,6 +26,7 @@ from numba.extending import intrinsic
 RM, RK = 2, 4  # rows of D_Y and of B per block: 16 accumulators of 32 registers, 8 loads per 8 pairs
 # with pointers each pair also keeps two index vectors: 2×2 pairs, 16 accumulators again
 PM, PK = 2, 2
+CHUNK = 4  # vectors of n per chunk with pointers: the lanes record the chunk of their best, not the n
 NO_LANE = 2**31 - 1  # the reduced lane index where no lane has a candidate
 
 
@@ -53,16 +54,14 @@ def max_times_block(typingctx, Uh, Ul, Yh, Yl, B, ua, yb, bb, K, N, nv):
 
 
 @intrinsic
-def max_times_block_pointers(typingctx, Uh, Ul, Uhe, Ule, Yh, Yl, B, ua, yb, bb, K, N, nv, e0):
-    """:func:`max_times_block` with pointers, on a PM×PK block: each lane keeps, beside its best hi and lo, the
-    n that brought it (an int32 vector). n runs downwards and a lane takes the n of a candidate that is >=
-    (<= for lo) its best, so it ends with the lowest n among equal values, and a candidate of -inf (an
-    overflowed product) is taken too; a NaN one (no path) never is. The value itself is kept by a strict
-    compare (one ``vmaxps``/``vminps``, not a masked move: 10 against 15.5 G edges/s at M = 128), which can
-    differ from the n's candidate only in the sign of a zero. The lanes are then
-    reduced to the best value and, among the lanes holding it, the lowest n; that candidate's edge
-    ``e0 + r*N + n`` is ⊕-merged into element ``ua + r*K + c`` by (value, edge), as every kernel does."""
-    sig = types.void(Uh, Ul, Uhe, Ule, Yh, Yl, B, ua, yb, bb, K, N, nv, e0)
+def max_times_block_pointers(typingctx, Uh, Ul, Uhe, Ule, Yh, Yl, B, ua, yb, bb, K, N, nv, e0, dense):
+    """:func:`max_times_block` with pointers, on a PM×PK block (see ``_Block.emit_pointers``): the lanes keep,
+    beside their best hi and lo, the chunk of CHUNK vectors of n that brought it, and the winning chunk alone
+    is scanned again for the lowest n whose candidate equals the best; a candidate of -inf (an overflowed
+    product) counts as one, a NaN one (no path) never does. That edge ``e0 + r*N + n`` is ⊕-merged into
+    element ``ua + r*K + c`` by (value, edge), as every kernel does. ``dense`` says no consumer is NaN, which
+    saves a compare at the start of each chunk."""
+    sig = types.void(Uh, Ul, Uhe, Ule, Yh, Yl, B, ua, yb, bb, K, N, nv, e0, dense)
 
     def codegen(context, builder, signature, args):
         _Block(context, builder, signature, args, n_arrays=7, rows=(PM, PK), pointers=True).emit()
@@ -106,64 +105,195 @@ class _Block:
     def at(self, i: int, off):
         return self.b.bitcast(self.b.gep(self.ptr[i], [off]), self.vty.as_pointer())
 
+    def candidates(self, w, vh, vl):
+        """The candidate hi and lo of one weight vector against a consumer's (hi, lo): ``vmaxps``/``vminps``."""
+        b = self.b
+        p, q = b.fmul(w, vh), b.fmul(w, vl)
+        gt = b.fcmp_ordered(">", p, q)
+        return b.select(gt, p, q), b.select(gt, q, p)
+
+    def better(self, cmp: str, cand, old):
+        """The strict ⊕ of one component (``vmaxps``/``vminps``): a NaN candidate never wins."""
+        return self.b.select(self.b.fcmp_ordered(cmp, cand, old), cand, old)
+
     def emit(self) -> None:
+        if self.pointers:
+            self.emit_pointers()
+            return
         b, (nr, nc) = self.b, self.rows
-        i64, i32 = ir.IntType(64), ir.IntType(32)
-        y_h, y_l, w_arr = (4, 5, 6) if self.pointers else (2, 3, 4)
+        i64 = ir.IntType(64)
         ua, yb, bb, k, n, nv = self.ints[:6]
-
-        def row(start, r: int, n0):  # element n0 of row r of a block starting at ``start``
-            return b.add(start, b.add(b.mul(ir.Constant(i64, r), n), n0))
-
         pairs = [(r, c) for r in range(nr) for c in range(nc)]
         best = {(r, c, f): cgutils.alloca_once_value(b, self.splat(float("-inf") if f == "h" else float("inf")))
                 for r, c in pairs for f in "hl"}
-        which = {key: cgutils.alloca_once_value(b, self.ints32(-1)) for key in best} if self.pointers else {}
-        iota = ir.Constant(self.ity, [ir.Constant(i32, i) for i in range(self.width)])
-        # values only: n upwards with strict compares; with pointers: n downwards with >= / <= (see above)
-        steps = b.sdiv(nv, ir.Constant(i64, self.width))
-        with cgutils.for_range(b, steps) as loop:
-            if self.pointers:
-                n0 = b.mul(b.sub(b.sub(steps, loop.index), ir.Constant(i64, 1)), ir.Constant(i64, self.width))
-                lane_n = b.add(self.broadcast(b.trunc(n0, i32), self.ity), iota)
-            else:
-                n0 = b.mul(loop.index, ir.Constant(i64, self.width))
-            ys = [(b.load(self.at(y_h, row(yb, r, n0)), align=self.align),
-                   b.load(self.at(y_l, row(yb, r, n0)), align=self.align)) for r in range(nr)]
+        with cgutils.for_range(b, b.sdiv(nv, ir.Constant(i64, self.width))) as loop:
+            n0 = b.mul(loop.index, ir.Constant(i64, self.width))
+            ys = [self.consumer(yb, r, n0) for r in range(nr)]
             for c in range(nc):
-                w = b.load(self.at(w_arr, row(bb, c, n0)), align=self.align)
+                w = self.weight(bb, c, n0)
                 for r, (vh, vl) in enumerate(ys):
-                    p, q = b.fmul(w, vh), b.fmul(w, vl)
-                    gt = b.fcmp_ordered(">", p, q)
-                    for f, cand, cmp in (("h", b.select(gt, p, q), ">"), ("l", b.select(gt, q, p), "<")):
-                        slot = best[(r, c, f)]
-                        old = b.load(slot)
-                        b.store(b.select(b.fcmp_ordered(cmp, cand, old), cand, old), slot)  # vmaxps/vminps
-                        if self.pointers:  # the n of a candidate >= (<=) the best: the lowest n among ties
-                            idx = which[(r, c, f)]
-                            take = b.fcmp_ordered(cmp + "=", cand, old)
-                            b.store(b.select(take, lane_n, b.load(idx)), idx)
+                    for f, cand, cmp in zip("hl", self.candidates(w, vh, vl), "><"):
+                        b.store(self.better(cmp, cand, b.load(best[(r, c, f)])), best[(r, c, f)])
         for r, c in pairs:
             j = b.add(ua, b.add(b.mul(ir.Constant(i64, r), k), ir.Constant(i64, c)))
             for f, field, op, cmp in (("h", 0, "fmax", ">"), ("l", 1, "fmin", "<")):
+                top = b.call(self.reduce[op], [b.load(best[(r, c, f)])], fastmath=("nnan",))
+                where = b.gep(self.ptr[field], [j])
+                b.store(self.better(cmp, top, b.load(where)), where)
+
+    def row(self, start, r: int, n0):
+        """Element ``n0`` of row ``r`` (rows of length N) of a block starting at ``start``."""
+        b, i64 = self.b, ir.IntType(64)
+        return b.add(start, b.add(b.mul(ir.Constant(i64, r), self.ints[4]), n0))
+
+    def consumer(self, yb, r: int, n0):
+        y_h, y_l = (4, 5) if self.pointers else (2, 3)
+        return tuple(self.b.load(self.at(i, self.row(yb, r, n0)), align=self.align) for i in (y_h, y_l))
+
+    def weight(self, bb, c: int, n0):
+        return self.b.load(self.at(6 if self.pointers else 4, self.row(bb, c, n0)), align=self.align)
+
+    def emit_pointers(self) -> None:
+        """n in chunks of CHUNK vectors, from the top chunk down. Within a chunk each lane keeps its best hi and
+        lo by value only; at the chunk's end a lane takes the chunk's best (the value by a strict compare) and
+        records the chunk if that best is >= (<= for lo) its best so far, so each lane ends with the lowest
+        chunk holding its best. The lanes are reduced to the best value, then to the lowest chunk among the
+        lanes holding it, and that chunk alone is scanned again, lowest n first, for the first candidate equal
+        to the best: the lowest n among all equal candidates. A best of -inf (+inf for lo) cannot tell a
+        candidate from an empty lane, so the whole row is scanned for it instead (an overflowed product: rare).
+        Per vector of n and pair this is 6 operations and 4/CHUNK at the chunk's end, against 10 when every
+        step blends the n."""
+        b, (nr, nc) = self.b, self.rows
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        ua, yb, bb, k, n, nv = self.ints[:6]
+        pairs = [(r, c) for r in range(nr) for c in range(nc)]
+        init = {"h": self.splat(float("-inf")), "l": self.splat(float("inf"))}
+        best = {(r, c, f): cgutils.alloca_once_value(b, init[f]) for r, c in pairs for f in "hl"}
+        chunk = {key: cgutils.alloca_once_value(b, init[key[2]]) for key in best}
+        which = {key: cgutils.alloca_once_value(b, self.ints32(-1)) for key in best}
+        width = ir.Constant(i64, self.width)
+        steps = b.sdiv(nv, width)
+        full = b.sdiv(steps, ir.Constant(i64, CHUNK))
+
+        def step(s, first: bool, dense: bool = False):  # the candidates of vector s into the chunk's bests: a
+            # NaN one (no path) never enters, not even as the chunk's first, where it would block every later
+            # one; where no consumer is NaN the first is taken as it is
+            n0 = b.mul(s, width)
+            ys = [self.consumer(yb, r, n0) for r in range(nr)]
+            for c in range(nc):
+                w = self.weight(bb, c, n0)
+                for r, (vh, vl) in enumerate(ys):
+                    for f, cand, cmp in zip("hl", self.candidates(w, vh, vl), "><"):
+                        slot = chunk[(r, c, f)]
+                        if first:
+                            b.store(cand if dense else self.better(cmp, cand, init[f]), slot)
+                        else:
+                            b.store(self.better(cmp, cand, b.load(slot)), slot)
+
+        # the chunk's number as a vector counted down in a register: a broadcast from a general register
+        # per chunk and pair cost a tenth of the speed
+        chunk_no = cgutils.alloca_once_value(b, self.broadcast(b.trunc(full, i32), self.ity))
+
+        def close():  # the chunk's bests into the lanes' bests, and its number where a lane's is >= (<=) its own
+            jv = b.load(chunk_no)
+            b.store(b.sub(jv, self.ints32(1)), chunk_no)
+            for key in best:
+                cmp = ">" if key[2] == "h" else "<"
+                cand, old = b.load(chunk[key]), b.load(best[key])
+                b.store(b.select(b.fcmp_ordered(cmp + "=", cand, old), jv, b.load(which[key])), which[key])
+                b.store(self.better(cmp, cand, old), best[key])
+
+        # the top chunk, partial where CHUNK does not divide the steps: its lanes start empty
+        for key, slot in chunk.items():
+            b.store(init[key[2]], slot)
+        with cgutils.for_range(b, b.sub(steps, b.mul(full, ir.Constant(i64, CHUNK)))) as loop:
+            step(b.add(b.mul(full, ir.Constant(i64, CHUNK)), loop.index), first=False)
+        close()
+        def chunks(dense: bool):  # the full chunks, from the top down
+            with cgutils.for_range(b, full) as loop:
+                j = b.sub(b.sub(full, loop.index), ir.Constant(i64, 1))
+                for i in range(CHUNK):
+                    step(b.add(b.mul(j, ir.Constant(i64, CHUNK)), ir.Constant(i64, i)), first=i == 0, dense=dense)
+                close()
+
+        flag = self.ints[7]
+        if flag.type != ir.IntType(1):
+            flag = b.icmp_unsigned("!=", flag, ir.Constant(flag.type, 0))
+        with b.if_else(flag) as (dense, sparse):
+            with dense:
+                chunks(True)
+            with sparse:
+                chunks(False)
+        for r, c in pairs:
+            dst = b.add(ua, b.add(b.mul(ir.Constant(i64, r), k), ir.Constant(i64, c)))
+            for f, field, op, cmp in (("h", 0, "fmax", ">"), ("l", 1, "fmin", "<")):
                 vec = b.load(best[(r, c, f)])
                 top = b.call(self.reduce[op], [vec], fastmath=("nnan",))
-                where = b.gep(self.ptr[field], [j])
-                old = b.load(where)
-                if not self.pointers:
-                    b.store(b.select(b.fcmp_ordered(cmp, top, old), top, old), where)
-                    continue
-                # the lowest n among the lanes that hold the best value and have a candidate
-                idx = b.load(which[(r, c, f)])
                 at_top = b.and_(b.fcmp_ordered("==", vec, self.broadcast(top, self.vty)),
-                                b.icmp_signed(">=", idx, self.ints32(0)))
-                first = b.call(self.smin, [b.select(at_top, idx, self.ints32(NO_LANE))])
-                has = b.icmp_signed("!=", first, ir.Constant(i32, NO_LANE))
-                e = b.add(self.ints[6], b.add(b.mul(ir.Constant(i64, r), n), b.sext(first, i64)))
-                ewhere = b.gep(self.ptr[field + 2], [j])
-                eold = b.load(ewhere)
+                                b.icmp_signed(">=", b.load(which[(r, c, f)]), self.ints32(0)))
+                j = b.sext(b.call(self.smin, [b.select(at_top, b.load(which[(r, c, f)]), self.ints32(NO_LANE))]),
+                           i64)
+                finite = b.fcmp_ordered("!=", top, ir.Constant(self.fty, float("-inf" if f == "h" else "inf")))
+                has, at = self.first_equal(yb, bb, r, c, f, top, j, b.and_(finite, b.icmp_signed("<", j, full)),
+                                           steps)
+                e = b.add(self.ints[6], b.add(b.mul(ir.Constant(i64, r), n), at))
+                where, ewhere = b.gep(self.ptr[field], [dst]), b.gep(self.ptr[field + 2], [dst])
+                old, eold = b.load(where), b.load(ewhere)
                 win = b.or_(b.fcmp_ordered(cmp, top, old),
                             b.and_(b.fcmp_ordered("==", top, old), b.icmp_signed("<", e, eold)))
                 win = b.and_(has, win)
                 b.store(b.select(win, top, old), where)
                 b.store(b.select(win, e, eold), ewhere)
+
+    def first_equal(self, yb, bb, r: int, c: int, f: str, top, j, whole: bool, steps):
+        """(found, n) of the lowest n whose candidate (component ``f`` of pair (r, c)) equals ``top``: among the
+        CHUNK vectors of chunk ``j`` where ``whole`` (one mask of CHUNK·lanes bits, no branch), else among all
+        ``steps`` vectors by a loop (a partial top chunk, or a best of ∓inf). The candidates are recomputed by
+        the same operations, so bit for bit."""
+        b = self.b
+        i64, i1 = ir.IntType(64), ir.IntType(1)
+        wide = ir.IntType(CHUNK * self.width)
+        splat = self.broadcast(top, self.vty)
+        fn = b.function
+        fast, head, body, hit, done = (fn.append_basic_block(f"rescan.{x}") for x in
+                                       ("chunk", "head", "body", "hit", "done"))
+        entry = b.block
+        b.cbranch(whole, fast, head)
+
+        def equal(s):  # the bits of the lanes of vector s whose candidate is ``top``
+            n0 = b.mul(s, ir.Constant(i64, self.width))
+            cand = self.candidates(self.weight(bb, c, n0), *self.consumer(yb, r, n0))["hl".index(f)]
+            return n0, b.bitcast(b.fcmp_ordered("==", cand, splat), ir.IntType(self.width))
+
+        b.position_at_end(fast)
+        s0 = b.mul(j, ir.Constant(i64, CHUNK))
+        bits = ir.Constant(wide, 0)
+        for i in range(CHUNK):
+            mask = b.zext(equal(b.add(s0, ir.Constant(i64, i)))[1], wide)
+            bits = b.or_(bits, b.shl(mask, ir.Constant(wide, i * self.width)))
+        lane = b.cttz(bits, ir.Constant(i1, 0))
+        lane = b.trunc(lane, i64) if wide.width > 64 else b.zext(lane, i64) if wide.width < 64 else lane
+        fast_at = b.add(b.mul(s0, ir.Constant(i64, self.width)), lane)
+        fast_has = b.icmp_unsigned("!=", bits, ir.Constant(wide, 0))
+        fast_end = b.block
+        b.branch(done)
+
+        b.position_at_end(head)
+        s = b.phi(i64)
+        s.add_incoming(ir.Constant(i64, 0), entry)
+        b.cbranch(b.icmp_signed("<", s, steps), body, done)
+        b.position_at_end(body)
+        n0, mask = equal(s)
+        s.add_incoming(b.add(s, ir.Constant(i64, 1)), body)
+        b.cbranch(b.icmp_unsigned("!=", mask, ir.Constant(ir.IntType(self.width), 0)), hit, head)
+        b.position_at_end(hit)
+        at_hit = b.add(n0, b.zext(b.cttz(mask, ir.Constant(i1, 1)), i64))
+        b.branch(done)
+
+        b.position_at_end(done)
+        found, at = b.phi(i1), b.phi(i64)
+        for block, has_v, at_v in ((fast_end, fast_has, fast_at), (head, ir.Constant(i1, 0), ir.Constant(i64, 0)),
+                                   (hit, ir.Constant(i1, 1), at_hit)):
+            found.add_incoming(has_v, block)
+            at.add_incoming(at_v, block)
+        return found, at

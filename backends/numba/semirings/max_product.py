@@ -17,6 +17,8 @@ from ..vector import PK, PM, max_times_block_pointers
 from . import max_times
 from .max_times import candidates, finite_candidates, nan_where_no_path
 
+GROUP = 8  # PM-row blocks of D_A per thread that share each tile of B
+
 
 # self-contained (no helpers): the CUDA backend compiles this function's source for the device
 @njit(cache=True, _nrt=False, error_model="numpy")
@@ -220,51 +222,64 @@ def _one(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, j, yb, bb, n0, N, e0):
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
-def _rows_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a0, y0, b0, m, mr, K, N, L, e0):
-    # rows m .. m+mr-1 of D_A[b]: PM×PK blocks as vector code with pointers, the rest scalar; the edge of
-    # consumer element (m, n) is e0 + m·N + n
+def _rows_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a0, y0, b0, m, mr, k0, k1, K, N, L, e0, dense):
+    # rows m .. m+mr-1, columns k0 .. k1-1 of D_A[b]: PM×PK blocks as vector code with pointers, the rest
+    # scalar; the edge of consumer element (m, n) is e0 + m·N + n
     nv = N - N % L
-    kb = K - K % PK if mr == PM else 0
-    for k in range(0, kb, PK):
+    kb = k1 - (k1 - k0) % PK if mr == PM else k0
+    for k in range(k0, kb, PK):
         ua = a0 + m * K + k
         yb = y0 + m * N
         bb = b0 + k * N
-        max_times_block_pointers(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, ua, yb, bb, K, N, nv, e0 + m * N)
+        max_times_block_pointers(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, ua, yb, bb, K, N, nv, e0 + m * N,
+                                 dense)
         if nv < N:
             for r in range(PM):
                 for c in range(PK):
                     _one(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, ua + r * K + c, yb + r * N, bb + c * N, nv, N,
                          e0 + (m + r) * N)
     for r in range(mr):
-        for k in range(kb, K):
+        for k in range(kb, k1):
             _one(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a0 + (m + r) * K + k, y0 + (m + r) * N, b0 + k * N, 0,
                  N, e0 + (m + r) * N)
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _tile_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a0, y0, b0, m0, M, K, N, L, e0, dense):
+    # rows m0 .. m0 + GROUP·PM - 1 of D_A[b], a tile of B's rows at a time: the tile (about 256 KB) stays in
+    # the core's L2 while the rows' blocks sweep it, where the whole of B (2.4 MB at MiniLM's FFN) streamed
+    # from L3 for every PM rows
+    kt = max(PK, (1 << 18) // (N * B.itemsize) // PK * PK)
+    m1 = min(m0 + GROUP * PM, M)
+    for k0 in range(0, K, kt):
+        for m in range(m0, m1, PM):
+            _rows_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a0, y0, b0, m, min(PM, M - m), k0, min(k0 + kt, K),
+                    K, N, L, e0, dense)
 
 
 @njit(cache=True, parallel=True)
 def matmul_bwd_a(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_edge, B, a_off, b_off, y_off,
                  M, K, N, base, shared):
     """D_A[b, m, k] ⊕= B[b, k, n]·D_Y[b, m, n] over n with pointers: the vector code of ``vector.py`` where
-    every consumer's products are finite (a thread per PM rows of D_A), else the scalar rows above."""
-    Yh, Yl, over = nan_where_no_path(V_hi, V_lo)
+    every consumer's products are finite (a thread per GROUP·PM rows of D_A), else the scalar rows above."""
+    Yh, Yl, over, dense = nan_where_no_path(V_hi, V_lo)
     if over:
         _bwd_a_exact(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_edge, B, a_off, b_off, y_off,
                      M, K, N, base, shared)
         return
     nb = a_off.shape[0]
     L = 64 // V_hi.itemsize  # the lanes of the vector code (vector.lanes)
-    blocks = (M + PM - 1) // PM
+    groups = (M + GROUP * PM - 1) // (GROUP * PM)
     if shared:
-        for t in prange(blocks):
+        for t in prange(groups):
             for b in range(nb):
-                _rows_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a_off[b], y_off[b], b_off[b], PM * t,
-                        min(PM, M - PM * t), K, N, L, base + y_off[b])
+                _tile_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a_off[b], y_off[b], b_off[b], GROUP * PM * t, M,
+                        K, N, L, base + y_off[b], dense)
     else:
-        for t in prange(nb * blocks):
-            b = t // blocks
-            m = PM * (t % blocks)
-            _rows_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a_off[b], y_off[b], b_off[b], m, min(PM, M - m), K,
-                    N, L, base + y_off[b])
+        for t in prange(nb * groups):
+            b = t // groups
+            _tile_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a_off[b], y_off[b], b_off[b],
+                    GROUP * PM * (t % groups), M, K, N, L, base + y_off[b], dense)
 
 
 # Slot B (D_B[k, n] = ⊕_m A[m, k]·D_Y[m, n]): one row k of B's state per thread, the consumers' rows m visited in

@@ -107,7 +107,7 @@ def matmul_bwd_a(U_hi, U_lo, V_hi, V_lo, B, a_off, b_off, y_off, M, K, N, base, 
     The vector code where every consumer's products are finite, else scalar loops with every candidate exact."""
     nb = a_off.shape[0]
     L = 64 // V_hi.itemsize  # the lanes of max_times_block (vector.lanes)
-    Yh, Yl, over = nan_where_no_path(V_hi, V_lo)
+    Yh, Yl, over, _ = nan_where_no_path(V_hi, V_lo)
     blocks = (M + RM - 1) // RM
     if shared:  # A's block is shared by the batches: one thread per RM rows, the batches in turn
         for t in prange(blocks):

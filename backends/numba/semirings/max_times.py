@@ -38,19 +38,22 @@ def overflowed(vh, vl):
 
 @njit(cache=True)
 def nan_where_no_path(V_hi, V_lo):
-    """(Yh, Yl, overflow): a consumer element with no path as NaN in both fields, so its candidates never win
-    and the vector code needs no mask, and whether any consumer holds an overflowed product; one pass."""
+    """(Yh, Yl, overflow, dense): a consumer element with no path as NaN in both fields, so its candidates never
+    win and the vector code needs no mask; whether any consumer holds an overflowed product; and whether every
+    consumer has a path (no NaN at all); one pass."""
     Yh = np.empty_like(V_hi)
     Yl = np.empty_like(V_lo)
     over = False
+    dense = True
     for i in range(V_hi.shape[0]):
         vh = V_hi[i]
         vl = V_lo[i]
         none = vh < vl
         over |= ~none & overflowed(vh, vl)
+        dense &= ~none
         Yh[i] = np.nan if none else vh
         Yl[i] = np.nan if none else vl
-    return Yh, Yl, over
+    return Yh, Yl, over, dense
 
 
 protect(sys.modules[__name__])  # checksummed disk cache (see checked_cache.py)
