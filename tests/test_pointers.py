@@ -136,19 +136,20 @@ def test_the_eager_state_keeps_its_pointer_fields():
     assert {"hi_edge", "lo_edge"} <= set(s) and not np.all(s["hi_edge"] == EDGE_NONE)
 
 
+@pytest.mark.parametrize("n", [150, 700])  # rows of n short (a lane's n kept) and long (chunks of n: CHUNKED_FROM)
 @pytest.mark.parametrize("dtype", ["f32", "f64"])
-def test_vector_contraction_with_tails_ties_and_elements_without_a_path(dtype):
+def test_vector_contraction_with_tails_ties_and_elements_without_a_path(dtype, n):
     # M odd (a row left after the 2-row blocks), K not a multiple of 4, N not a multiple of the lanes; only
     # some columns of the product reach the output, so D_Y holds elements with no path (in the first vector of
     # the lowest chunk of n too, and in a partial top chunk, in both dtypes); small integers tie.
     # Every weight is an input value, so the reference's numbers are exact and the states must equal them
-    src = (f"def main(x: {dtype}[5, 37], w: {dtype}[37, 150], v: {dtype}[5, 138]) -> {dtype} {{\n"
-           f"    return sum((x @ w)[:, 3:141] * v)\n}}\n")
+    src = (f"def main(x: {dtype}[5, 37], w: {dtype}[37, {n}], v: {dtype}[5, {n - 12}]) -> {dtype} {{\n"
+           f"    return sum((x @ w)[:, 3:{n - 9}] * v)\n}}\n")
     prog = semir.parse(src)
     rng = np.random.default_rng(4)
     npdt = np.float32 if dtype == "f32" else np.float64
     ins = {"x": rng.integers(-2, 3, size=(5, 37)).astype(npdt) / 4,
-           "w": rng.integers(-2, 3, size=(37, 150)).astype(npdt), "v": rng.normal(size=(5, 138)).astype(npdt)}
+           "w": rng.integers(-2, 3, size=(37, n)).astype(npdt), "v": rng.normal(size=(5, n - 12)).astype(npdt)}
     ref = semir.compile(prog, "max_product", backend="reference", wrt=["x"])(**ins)
     lazy = semir.compile(prog, "max_product", backend="numba", wrt=["x"], pointers="lazy")(**ins)
     eager = semir.compile(prog, "max_product", backend="numba", wrt=["x"], pointers="eager")(**ins)
@@ -159,13 +160,14 @@ def test_vector_contraction_with_tails_ties_and_elements_without_a_path(dtype):
     assert assert_lazy_equals_eager(prog, ins, "numba", wrt=["x"]) > 0
 
 
+@pytest.mark.parametrize("n", [160, 800])
 @pytest.mark.parametrize("dtype", ["f32", "f64"])
-def test_vector_contraction_pointers_take_the_lowest_edge_among_ties(dtype):
+def test_vector_contraction_pointers_take_the_lowest_edge_among_ties(dtype, n):
     # every candidate of every element equal: each lane of the vector code sees many ties, and the path of
     # every element must leave it by the lowest edge, as the reference's ⊕ picks it
-    prog = semir.parse(f"def main(x: {dtype}[4, 8], w: {dtype}[8, 160]) -> {dtype} {{\n    return sum(x @ w)\n}}\n")
+    prog = semir.parse(f"def main(x: {dtype}[4, 8], w: {dtype}[8, {n}]) -> {dtype} {{\n    return sum(x @ w)\n}}\n")
     npdt = np.float32 if dtype == "f32" else np.float64
-    ins = {"x": np.ones((4, 8), npdt), "w": np.ones((8, 160), npdt)}
+    ins = {"x": np.ones((4, 8), npdt), "w": np.ones((8, n), npdt)}
     ref = semir.compile(prog, "max_product", backend="reference", wrt=["x"], pointers="eager")(**ins)
     eager = semir.compile(prog, "max_product", backend="numba", wrt=["x"], pointers="eager")(**ins)
     compare_paths(eager, ref, "max_product", {}, limit=32)
@@ -173,16 +175,16 @@ def test_vector_contraction_pointers_take_the_lowest_edge_among_ties(dtype):
 
 
 def test_vector_contraction_pointers_where_every_product_overflowed():
-    # whole chunks of n (float32, N = 192; n < 64, the lowest chunk, has no path). Every product of B's rows
+    # whole chunks of n (float32, N = 704; n < 64, the lowest chunk, has no path). Every product of B's rows
     # 0, 2, 4, 6 with D_Y overflows to −∞, so those elements' best hi and lo are −∞ (a path), which the vector
     # code's lanes cannot tell from having no candidate: it scans the whole row for the lowest edge instead
     # (rescanning the lowest chunk finds none). The other rows' products are finite.
-    prog = semir.parse("def main(x: f32[4, 8], w: f32[8, 192], c: f32[4, 128]) -> f32 {\n"
-                       "    return sum((x @ w)[:, 64:192] * c)\n}\n")
+    prog = semir.parse("def main(x: f32[4, 8], w: f32[8, 704], c: f32[4, 640]) -> f32 {\n"
+                       "    return sum((x @ w)[:, 64:704] * c)\n}\n")
     rng = np.random.default_rng(7)
-    w = np.full((8, 192), -10.0, np.float32)
-    w[1::2] = rng.normal(size=(4, 192)) * 1e-30
-    ins = {"x": np.full((4, 8), 1e-30, np.float32), "w": w, "c": np.full((4, 128), 1e38, np.float32)}
+    w = np.full((8, 704), -10.0, np.float32)
+    w[1::2] = rng.normal(size=(4, 704)) * 1e-30
+    ins = {"x": np.full((4, 8), 1e-30, np.float32), "w": w, "c": np.full((4, 640), 1e38, np.float32)}
     ref = semir.compile(prog, "max_product", backend="reference", wrt=["x"])(**ins)
     eager = semir.compile(prog, "max_product", backend="numba", wrt=["x"], pointers="eager")(**ins)
     hi = ref.state("x")["hi"]

@@ -26,6 +26,7 @@ from numba.extending import intrinsic
 RM, RK = 2, 4  # rows of D_Y and of B per block: 16 accumulators of 32 registers, 8 loads per 8 pairs
 # with pointers each pair also keeps two index vectors: 2×2 pairs, 16 accumulators again
 PM, PK = 2, 2
+CHUNKED_FROM = 40  # vectors of n from which the chunked kernel is the faster (measured: 24 slower, 48 faster)
 CHUNK = 4  # vectors of n per chunk with pointers: the lanes record the chunk of their best, not the n
 NO_LANE = 2**31 - 1  # the reduced lane index where no lane has a candidate
 
@@ -54,17 +55,33 @@ def max_times_block(typingctx, Uh, Ul, Yh, Yl, B, ua, yb, bb, K, N, nv):
 
 
 @intrinsic
-def max_times_block_pointers(typingctx, Uh, Ul, Uhe, Ule, Yh, Yl, B, ua, yb, bb, K, N, nv, e0, dense):
-    """:func:`max_times_block` with pointers, on a PM×PK block (see ``_Block.emit_pointers``): the lanes keep,
-    beside their best hi and lo, the chunk of CHUNK vectors of n that brought it, and the winning chunk alone
-    is scanned again for the lowest n whose candidate equals the best; a candidate of -inf (an overflowed
-    product) counts as one, a NaN one (no path) never does. That edge ``e0 + r*N + n`` is ⊕-merged into
-    element ``ua + r*K + c`` by (value, edge), as every kernel does. ``dense`` says no consumer is NaN, which
-    saves a compare at the start of each chunk."""
+def max_times_block_pointers(typingctx, Uh, Ul, Uhe, Ule, Yh, Yl, B, ua, yb, bb, K, N, nv, e0):
+    """:func:`max_times_block` with pointers, on a PM×PK block, for short rows (see ``_Block.emit_lanes``):
+    each lane keeps, beside its best hi and lo, the n that brought it (an int32 vector). n runs downwards and a
+    lane takes the n of a candidate that is >= (<= for lo) its best, so it ends with the lowest n among equal
+    values, and a candidate of -inf (an overflowed product) is taken too; a NaN one (no path) never is. The
+    lanes are then reduced to the best value and, among the lanes holding it, the lowest n; that candidate's
+    edge ``e0 + r*N + n`` is ⊕-merged into element ``ua + r*K + c`` by (value, edge), as every kernel does."""
+    sig = types.void(Uh, Ul, Uhe, Ule, Yh, Yl, B, ua, yb, bb, K, N, nv, e0)
+
+    def codegen(context, builder, signature, args):
+        _Block(context, builder, signature, args, n_arrays=7, rows=(PM, PK), pointers="lanes").emit()
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def max_times_block_chunks(typingctx, Uh, Ul, Uhe, Ule, Yh, Yl, B, ua, yb, bb, K, N, nv, e0, dense):
+    """:func:`max_times_block_pointers` for long rows (``nv`` of CHUNKED_FROM vectors or more; see
+    ``_Block.emit_chunks``): the lanes keep the chunk of CHUNK vectors of n that brought their best, not the
+    n, and the winning chunk alone is scanned again for the lowest n whose candidate equals the best. Same
+    results, fewer operations per edge, more per element. ``dense`` says no consumer is NaN, which saves a
+    compare at the start of each chunk."""
     sig = types.void(Uh, Ul, Uhe, Ule, Yh, Yl, B, ua, yb, bb, K, N, nv, e0, dense)
 
     def codegen(context, builder, signature, args):
-        _Block(context, builder, signature, args, n_arrays=7, rows=(PM, PK), pointers=True).emit()
+        _Block(context, builder, signature, args, n_arrays=7, rows=(PM, PK), pointers="chunks").emit()
         return context.get_dummy_value()
 
     return sig, codegen
@@ -118,7 +135,7 @@ class _Block:
 
     def emit(self) -> None:
         if self.pointers:
-            self.emit_pointers()
+            {"lanes": self.emit_lanes, "chunks": self.emit_chunks}[self.pointers]()
             return
         b, (nr, nc) = self.b, self.rows
         i64 = ir.IntType(64)
@@ -153,7 +170,61 @@ class _Block:
     def weight(self, bb, c: int, n0):
         return self.b.load(self.at(6 if self.pointers else 4, self.row(bb, c, n0)), align=self.align)
 
-    def emit_pointers(self) -> None:
+    def emit_lanes(self) -> None:
+        """Per vector of n and pair: the candidates, then per component a strict max (min), a >= (<=) compare
+        and a blend of the lanes' n: 10 operations."""
+        b, (nr, nc) = self.b, self.rows
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        yb, bb, nv = self.ints[1], self.ints[2], self.ints[5]
+        pairs = [(r, c) for r in range(nr) for c in range(nc)]
+        init = {"h": self.splat(float("-inf")), "l": self.splat(float("inf"))}
+        best = {(r, c, f): cgutils.alloca_once_value(b, init[f]) for r, c in pairs for f in "hl"}
+        which = {key: cgutils.alloca_once_value(b, self.ints32(-1)) for key in best}
+        iota = ir.Constant(self.ity, [ir.Constant(i32, i) for i in range(self.width)])
+        steps = b.sdiv(nv, ir.Constant(i64, self.width))
+        with cgutils.for_range(b, steps) as loop:
+            n0 = b.mul(b.sub(b.sub(steps, loop.index), ir.Constant(i64, 1)), ir.Constant(i64, self.width))
+            lane_n = b.add(self.broadcast(b.trunc(n0, i32), self.ity), iota)
+            ys = [self.consumer(yb, r, n0) for r in range(nr)]
+            for c in range(nc):
+                w = self.weight(bb, c, n0)
+                for r, (vh, vl) in enumerate(ys):
+                    for f, cand, cmp in zip("hl", self.candidates(w, vh, vl), "><"):
+                        old = b.load(best[(r, c, f)])
+                        b.store(self.better(cmp, cand, old), best[(r, c, f)])
+                        take = b.fcmp_ordered(cmp + "=", cand, old)
+                        b.store(b.select(take, lane_n, b.load(which[(r, c, f)])), which[(r, c, f)])
+        for r, c in pairs:
+            for f in "hl":
+                top, first = self.lowest_at_top(f, b.load(best[(r, c, f)]), b.load(which[(r, c, f)]))
+                self.merge(r, c, f, top, b.icmp_signed("!=", first, ir.Constant(i32, NO_LANE)), b.sext(first, i64))
+
+    def lowest_at_top(self, f: str, vec, idx):
+        """(the lanes' best value, the lowest ``idx`` among the lanes holding it that have a candidate, or
+        NO_LANE)."""
+        b = self.b
+        top = b.call(self.reduce["fmax" if f == "h" else "fmin"], [vec], fastmath=("nnan",))
+        at_top = b.and_(b.fcmp_ordered("==", vec, self.broadcast(top, self.vty)),
+                        b.icmp_signed(">=", idx, self.ints32(0)))
+        return top, b.call(self.smin, [b.select(at_top, idx, self.ints32(NO_LANE))])
+
+    def merge(self, r: int, c: int, f: str, top, has, at):
+        """⊕-merge candidate ``top`` of edge ``e0 + r*N + at`` (where ``has``) into element ``ua + r*K + c`` by
+        (value, edge)."""
+        b, i64 = self.b, ir.IntType(64)
+        ua, k, n, e0 = self.ints[0], self.ints[3], self.ints[4], self.ints[6]
+        dst = b.add(ua, b.add(b.mul(ir.Constant(i64, r), k), ir.Constant(i64, c)))
+        field = "hl".index(f)
+        e = b.add(e0, b.add(b.mul(ir.Constant(i64, r), n), at))
+        where, ewhere = b.gep(self.ptr[field], [dst]), b.gep(self.ptr[field + 2], [dst])
+        old, eold = b.load(where), b.load(ewhere)
+        cmp = ">" if f == "h" else "<"
+        win = b.or_(b.fcmp_ordered(cmp, top, old), b.and_(b.fcmp_ordered("==", top, old), b.icmp_signed("<", e, eold)))
+        win = b.and_(has, win)
+        b.store(b.select(win, top, old), where)
+        b.store(b.select(win, e, eold), ewhere)
+
+    def emit_chunks(self) -> None:
         """n in chunks of CHUNK vectors, from the top chunk down. Within a chunk each lane keeps its best hi and
         lo by value only; at the chunk's end a lane takes the chunk's best (the value by a strict compare) and
         records the chunk if that best is >= (<= for lo) its best so far, so each lane ends with the lowest
@@ -165,7 +236,7 @@ class _Block:
         step blends the n."""
         b, (nr, nc) = self.b, self.rows
         i64, i32 = ir.IntType(64), ir.IntType(32)
-        ua, yb, bb, k, n, nv = self.ints[:6]
+        yb, bb, nv = self.ints[1], self.ints[2], self.ints[5]
         pairs = [(r, c) for r in range(nr) for c in range(nc)]
         init = {"h": self.splat(float("-inf")), "l": self.splat(float("inf"))}
         best = {(r, c, f): cgutils.alloca_once_value(b, init[f]) for r, c in pairs for f in "hl"}
@@ -225,25 +296,13 @@ class _Block:
             with sparse:
                 chunks(False)
         for r, c in pairs:
-            dst = b.add(ua, b.add(b.mul(ir.Constant(i64, r), k), ir.Constant(i64, c)))
-            for f, field, op, cmp in (("h", 0, "fmax", ">"), ("l", 1, "fmin", "<")):
-                vec = b.load(best[(r, c, f)])
-                top = b.call(self.reduce[op], [vec], fastmath=("nnan",))
-                at_top = b.and_(b.fcmp_ordered("==", vec, self.broadcast(top, self.vty)),
-                                b.icmp_signed(">=", b.load(which[(r, c, f)]), self.ints32(0)))
-                j = b.sext(b.call(self.smin, [b.select(at_top, b.load(which[(r, c, f)]), self.ints32(NO_LANE))]),
-                           i64)
+            for f in "hl":
+                top, j = self.lowest_at_top(f, b.load(best[(r, c, f)]), b.load(which[(r, c, f)]))
+                j = b.sext(j, i64)
                 finite = b.fcmp_ordered("!=", top, ir.Constant(self.fty, float("-inf" if f == "h" else "inf")))
                 has, at = self.first_equal(yb, bb, r, c, f, top, j, b.and_(finite, b.icmp_signed("<", j, full)),
                                            steps)
-                e = b.add(self.ints[6], b.add(b.mul(ir.Constant(i64, r), n), at))
-                where, ewhere = b.gep(self.ptr[field], [dst]), b.gep(self.ptr[field + 2], [dst])
-                old, eold = b.load(where), b.load(ewhere)
-                win = b.or_(b.fcmp_ordered(cmp, top, old),
-                            b.and_(b.fcmp_ordered("==", top, old), b.icmp_signed("<", e, eold)))
-                win = b.and_(has, win)
-                b.store(b.select(win, top, old), where)
-                b.store(b.select(win, e, eold), ewhere)
+                self.merge(r, c, f, top, has, at)
 
     def first_equal(self, yb, bb, r: int, c: int, f: str, top, j, whole: bool, steps):
         """(found, n) of the lowest n whose candidate (component ``f`` of pair (r, c)) equals ``top``: among the

@@ -13,7 +13,7 @@ from numba import njit, prange
 from .. import prelude, vector
 from ..checked_cache import protect
 from ..prelude import ln_weight, sm_row, sm_weight
-from ..vector import PK, PM, max_times_block_pointers
+from ..vector import CHUNKED_FROM, PK, PM, max_times_block_chunks, max_times_block_pointers
 from . import max_times
 from .max_times import candidates, finite_candidates, nan_where_no_path
 
@@ -223,16 +223,18 @@ def _one(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, j, yb, bb, n0, N, e0):
 
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _rows_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a0, y0, b0, m, mr, k0, k1, K, N, L, e0, dense):
-    # rows m .. m+mr-1, columns k0 .. k1-1 of D_A[b]: PM×PK blocks as vector code with pointers, the rest
-    # scalar; the edge of consumer element (m, n) is e0 + m·N + n
+    # rows m .. m+mr-1, columns k0 .. k1-1 of D_A[b]: PM×PK blocks as vector code with pointers (chunked for
+    # long rows), the rest scalar; the edge of consumer element (m, n) is e0 + m·N + n
     nv = N - N % L
     kb = k1 - (k1 - k0) % PK if mr == PM else k0
     for k in range(k0, kb, PK):
         ua = a0 + m * K + k
         yb = y0 + m * N
         bb = b0 + k * N
-        max_times_block_pointers(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, ua, yb, bb, K, N, nv, e0 + m * N,
-                                 dense)
+        if nv >= CHUNKED_FROM * L:
+            max_times_block_chunks(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, ua, yb, bb, K, N, nv, e0 + m * N, dense)
+        else:
+            max_times_block_pointers(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, ua, yb, bb, K, N, nv, e0 + m * N)
         if nv < N:
             for r in range(PM):
                 for c in range(PK):
