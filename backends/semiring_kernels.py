@@ -119,8 +119,7 @@ def _underflow(A: np.ndarray, lz: np.ndarray, W: np.ndarray, slot: str, tiny: fl
     small = ~(A > tiny)
     if not small.any():
         return small
-    exists = _mm(np.isfinite(lz).astype(np.float64), (W != 0).astype(np.float64), slot) > 0
-    return exists & small
+    return _exists(lz, W, slot) & small
 
 
 # A float32 program's entropy contractions run as float32 GEMMs (twice the rate of float64, half the bytes).
@@ -151,6 +150,58 @@ def _entropy_contract(Y, W, slot):
         h = np.where(A > 0, np.maximum((C - B) / A + logA, 0.0), 0.0)  # ≥ 0; cancellation can leave -1e-14
     logz = np.where(A > 0, c + logA, -np.inf)
     return {"logz": logz, "h": h}, _underflow(A, lz, W, slot, 1e-30 if single else 1e-280)
+
+
+def _entropy_gemm(U, V, other, ao, bo, yo, M, K, N, slot: str) -> None:
+    """Entropy's contraction: a float32 program's by two compiled passes around its float32 GEMMs
+    (``gemm_operand32``, ``gemm_merge32``: the operand, then the ⊕ of the sums into the state), any other
+    by :func:`_entropy_contract` through the generic ring form."""
+    if not (V[0].dtype == np.float32 and other.dtype == np.float32):
+        _ring_gemm("entropy", _entropy_contract, U, V, other, ao, bo, yo, M, K, N, slot)
+        return
+    from .numba.contractions import abs_xlogx
+    from .numba.semirings import entropy as kernels
+
+    nb = len(ao)
+    if (slot == "a" and nb > 1 and np.all(bo == bo[0]) and np.array_equal(ao - ao[0], np.arange(nb) * M * K)
+            and np.array_equal(yo - yo[0], np.arange(nb) * M * N)):
+        M, nb = nb * M, 1  # one weight for every batch: their rows are one block (see _ring_gemm)
+    by_row = slot == "a"
+    for b in range(nb):
+        lz, h = (f[yo[b]:yo[b] + M * N].reshape(M, N) for f in V)
+        if by_row:
+            W, start, shape = other[bo[b]:bo[b] + K * N].reshape(K, N), ao[b], (M, K)
+            Y = np.empty((2 * M, N), np.float32)
+        else:
+            W, start, shape = other[ao[b]:ao[b] + M * K].reshape(M, K), bo[b], (K, N)
+            Y = np.empty((M, 2 * N), np.float32)
+        c = np.empty(M if by_row else N)
+        kernels.gemm_operand32(lz, h, by_row, Y, c, np.empty((2, M * N)))
+        aw, awl = abs_xlogx(W)
+        z = Y[:M] if by_row else Y[:, :N]
+        AC, B = _mm(Y, aw, slot), _mm(z, awl, slot)
+        A, C = (AC[:M], AC[M:]) if by_row else (AC[:, :N], AC[:, N:])
+        redo = np.empty(shape, bool)
+        kernels.gemm_merge32(A, C, B, c, by_row, U[0], U[1], start, 1e-30, redo, np.empty((6, shape[0] * shape[1])))
+        if redo.any():  # exact ⊕ of the edges of each element whose sum underflowed although a path exists
+            _entropy_exact(U, {"logz": lz, "h": h}, W, redo & _exists(lz, W, slot), start, shape, slot)
+
+
+def _exists(lz: np.ndarray, W: np.ndarray, slot: str) -> np.ndarray:
+    """Whether each element of the contraction has a path: a consumer with one through a nonzero weight."""
+    return _mm(np.isfinite(lz).astype(np.float64), (W != 0).astype(np.float64), slot) > 0
+
+
+def _entropy_exact(U, Y: State, W, where, start: int, shape, slot: str) -> None:
+    sr = BUILTIN["entropy"]
+    for p, q in zip(*np.nonzero(where)):
+        st, w = ({f: Y[f][p, :] for f in Y}, W[q, :]) if slot == "a" else ({f: Y[f][:, q] for f in Y}, W[:, p])
+        exact = reduce_state(sr, sr.extend(st, w, np.zeros(len(w), np.int64)), (0,), 1)
+        j = start + p * shape[1] + q
+        cur = {f: U[i][j:j + 1] for i, f in enumerate(Y)}
+        new = sr.plus(cur, {f: np.asarray(exact[f]).reshape(1).astype(cur[f].dtype) for f in Y})
+        for i, f in enumerate(Y):
+            U[i][j] = new[f][0]
 
 
 def _log_contract(Y, W, slot):
@@ -190,7 +241,9 @@ KERNELS: dict[str, Kernels] = {
         lambda U, V, A, ao, bo, yo, M, K, N: _linear_gemm(U[0], V[0], A, ao, bo, yo, M, K, N, "b"))),
     "max_product": Kernels(module="semir.backends.numba.semirings.max_product"),
     "max_abs": Kernels(module="semir.backends.numba.semirings.max_abs"),
-    "entropy": Kernels(module="semir.backends.numba.semirings.entropy", gemm=_gemms("entropy", _entropy_contract)),
+    "entropy": Kernels(module="semir.backends.numba.semirings.entropy", gemm=(
+        lambda U, V, B, ao, bo, yo, M, K, N: _entropy_gemm(U, V, B, ao, bo, yo, M, K, N, "a"),
+        lambda U, V, A, ao, bo, yo, M, K, N: _entropy_gemm(U, V, A, ao, bo, yo, M, K, N, "b"))),
     "log": Kernels(module="semir.backends.numba.semirings.log", gemm=_gemms("log", _log_contract)),
     "counting": Kernels(module="semir.backends.numba.semirings.counting", gemm=_gemms("counting", _counting_contract)),
     "boolean": Kernels(module="semir.backends.numba.semirings.boolean", gemm=_gemms("boolean", _boolean_contract)),

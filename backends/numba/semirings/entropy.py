@@ -17,7 +17,7 @@ from numba import njit, prange
 
 from .. import prelude
 from ..checked_cache import protect
-from ..prelude import ln_weight, log32, log_positive
+from ..prelude import fma32, ln_weight, log32, log_positive
 
 
 # self-contained (no helpers): the CUDA backend compiles this function's source for the device
@@ -78,7 +78,7 @@ def _ent_merge(U_logz, U_h, j, c, A, B, C, tmp):
 # Layernorm: w_ij = g_i m_ij with g_i = γ_i/σ and m_ij = δ_ij - 1/n - x̂_i x̂_j/n, so |w| log|w| =
 # |g_i| |m_ij| (log|g_i| + log|m_ij|): one log per (i, j) left, computed a consumer row at a time by the
 # vectorised log_positive instead of libm (the rows are dense: n² logs for n per row); a float32 program's
-# weights, logs and sums are float32 (_ent_ln_sums32: 16 lanes a loop, 28 against 37 ms on MiniLM).
+# weights, logs and sums are float32 (_ent_ln_sums32: 16 lanes of j by 4 consumers a loop).
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S, S32, idx):
     start = r * n
@@ -129,12 +129,20 @@ def _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S, S32, 
                 acc(U_logz, U_h, j, V_logz, V_h, i, w, base + i)
 
 
+@njit(cache=True, _nrt=False, error_model="numpy", inline="always")
+def _ln_q32(jj, ii, inv_n, xi, xj):
+    # |m_ij| = |δ_ij - 1/n - x̂_i x̂_j/n| in float32, rounded as the reference rounds the weight
+    return abs(((np.float32(1.0) if jj == ii else np.float32(0.0)) - inv_n) - xi * xj)
+
+
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _ent_ln_sums32(xhat, start, n, a, b, t, A, B, C, S32):
-    # A, B, C of one row in float32, one loop of 16 lanes per consumer: |m_ij| in the dtype, its float32 log
-    # (log32) and float32 sums (A's and C's summands are >= 0, B's of either sign: the bound of the float32
-    # GEMMs applies, backends/semiring_kernels.py). The per-consumer factors are rounded to float32 once.
-    A32, B32, C32 = S32[0], S32[1], S32[2]
+    # A, B, C of one row in float32: |m_ij| in the dtype, its float32 log (log32) and float32 sums by FMAs
+    # (A's and C's summands are >= 0, B's of either sign: the bound of the float32 GEMMs applies,
+    # backends/semiring_kernels.py). Four consumers i at a time against 16 lanes of j, so each j's three sums
+    # are loaded and stored once per four consumers (1.5× the speed of one at a time). A consumer without a
+    # path (a_i = 0) adds exact zeros: its factors are 0. The per-consumer factors are rounded to float32 once.
+    A32, B32, C32, F = S32[0], S32[1], S32[2], S32[3:6]
     f = np.float32
     inv_n = f(1.0 / n)
     xrow = xhat[start:start + n]
@@ -143,17 +151,34 @@ def _ent_ln_sums32(xhat, start, n, a, b, t, A, B, C, S32):
         B32[jj] = 0
         C32[jj] = 0
     for ii in range(n):
-        if a[ii] == 0.0:
-            continue
-        xi = xrow[ii] * inv_n
-        ai = f(a[ii])
-        bi = f(b[ii])
-        ti = f(t[ii])
+        live = a[ii] != 0.0
+        F[0, ii] = f(a[ii]) if live else f(0.0)
+        F[1, ii] = f(b[ii]) if live else f(0.0)
+        F[2, ii] = f(t[ii]) if live else f(0.0)
+    fa, fb, ft = F[0], F[1], F[2]
+    blocked = n - n % 4
+    for i0 in range(0, blocked, 4):
+        i1, i2, i3 = i0 + 1, i0 + 2, i0 + 3
+        x0, x1, x2, x3 = xrow[i0] * inv_n, xrow[i1] * inv_n, xrow[i2] * inv_n, xrow[i3] * inv_n
         for jj in range(n):
-            q = abs(((f(1.0) if jj == ii else f(0.0)) - inv_n) - xi * xrow[jj])  # |δ_ij - 1/n - x̂_i x̂_j/n|
-            A32[jj] += ai * q
-            B32[jj] += q * (bi + ai * log32(q))
-            C32[jj] += ti * q
+            xj = xrow[jj]
+            q0 = _ln_q32(jj, i0, inv_n, x0, xj)
+            q1 = _ln_q32(jj, i1, inv_n, x1, xj)
+            q2 = _ln_q32(jj, i2, inv_n, x2, xj)
+            q3 = _ln_q32(jj, i3, inv_n, x3, xj)
+            A32[jj] = fma32(fa[i3], q3, fma32(fa[i2], q2, fma32(fa[i1], q1, fma32(fa[i0], q0, A32[jj]))))
+            bsum = fma32(q0, fma32(fa[i0], log32(q0), fb[i0]), B32[jj])
+            bsum = fma32(q1, fma32(fa[i1], log32(q1), fb[i1]), bsum)
+            bsum = fma32(q2, fma32(fa[i2], log32(q2), fb[i2]), bsum)
+            B32[jj] = fma32(q3, fma32(fa[i3], log32(q3), fb[i3]), bsum)
+            C32[jj] = fma32(ft[i3], q3, fma32(ft[i2], q2, fma32(ft[i1], q1, fma32(ft[i0], q0, C32[jj]))))
+    for ii in range(blocked, n):
+        xi = xrow[ii] * inv_n
+        for jj in range(n):
+            q = _ln_q32(jj, ii, inv_n, xi, xrow[jj])
+            A32[jj] = fma32(fa[ii], q, A32[jj])
+            B32[jj] = fma32(q, fma32(fa[ii], log32(q), fb[ii]), B32[jj])
+            C32[jj] = fma32(ft[ii], q, C32[jj])
     for jj in range(n):
         A[jj] = A32[jj]
         B[jj] = B32[jj]
@@ -163,7 +188,7 @@ def _ent_ln_sums32(xhat, start, n, a, b, t, A, B, C, S32):
 @njit(cache=True, parallel=True)
 def bwd_layernorm(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, rows, n, base):
     S = np.empty((rows, 10, max(n, 2)))
-    S32 = np.empty((rows, 3, n), np.float32)
+    S32 = np.empty((rows, 6, n), np.float32)
     idx = np.empty((rows, n), np.int64)
     for r in prange(rows):
         _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S[r], S32[r], idx[r])
@@ -227,5 +252,92 @@ def bwd_softmax(U_logz, U_h, V_logz, V_h, s, outer, n, inner, log, base):
     idx = np.empty((outer * inner, n), np.int64)
     for row in prange(outer * inner):
         _ent_sm_row(U_logz, U_h, V_logz, V_h, s, n, inner, log, base, row, S[row], idx[row])
+
+# A float32 program's contractions (backends/semiring_kernels.py: the GEMMs): the operand of z and t in one
+# compiled pass, and the sums' ⊕ into the state in another, where NumPy took about 25 passes over each state.
+# Slot a shifts each row of D_Y by its largest log Z and stacks [z; t] by rows; slot b shifts each column and
+# stacks [z | t] by columns. z and t in float64, rounded to float32 once. exp and log run vectorised over
+# scratch rows (prelude.exp_nonpositive, log_positive): libm's, a call per element, took 10-26 ns an element.
+@njit(cache=True, _nrt=False, error_model="numpy")
+def gemm_operand32(lz, h, by_row, out, c, S):
+    R, Q = lz.shape
+    d, e = S[0], S[1]
+    for i in range(R if by_row else Q):
+        c[i] = -np.inf
+    for r in range(R):
+        for q in range(Q):
+            i = r if by_row else q
+            c[i] = max(c[i], lz[r, q])
+    for i in range(R if by_row else Q):
+        if not np.isfinite(c[i]):
+            c[i] = 0.0  # a row without a path: every z is 0
+    for r in range(R):
+        for q in range(Q):
+            d[r * Q + q] = np.float64(lz[r, q]) - c[r if by_row else q]  # <= 0
+    prelude.exp_nonpositive(d, e, R * Q)
+    for r in range(R):
+        for q in range(Q):
+            z = e[r * Q + q]
+            t = z * (np.float64(h[r, q]) - d[r * Q + q]) if z > 0 else 0.0
+            out[r, q] = np.float32(z)
+            if by_row:
+                out[R + r, q] = np.float32(t)
+            else:
+                out[r, Q + q] = np.float32(t)
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
+def gemm_merge32(A, C, B, c, by_row, U_logz, U_h, start, tiny, redo, S):
+    # the candidate (c + log A, max((C - B)/A + log A, 0)) of element start + r·Q + q (cancellation can leave
+    # H at -1e-14) ⊕ into the state: set where it is still 0̄, else the mixture rule of acc with
+    # p = σ(±d), d = log Z_U - log Z_cand, whose logs are -log(1 + e^-|d|) and -|d| - log(1 + e^-|d|). A sum
+    # A <= tiny has lost its precision, or there is no path: left to the caller (redo).
+    R, Q = A.shape
+    n = R * Q
+    a, la, lc, hc, d, x = S[0], S[1], S[2], S[3], S[4], S[5]
+    for r in range(R):
+        for q in range(Q):
+            i = r * Q + q
+            a[i] = np.float64(A[r, q])
+            redo[r, q] = not a[i] > tiny
+            if redo[r, q]:
+                a[i] = 1.0
+    prelude.log_positive(a, la, n)
+    empty = True
+    for r in range(R):
+        for q in range(Q):
+            i = r * Q + q
+            lc[i] = c[r if by_row else q] + la[i]
+            hc[i] = max((np.float64(C[r, q]) - np.float64(B[r, q])) / a[i] + la[i], 0.0)
+            j = start + i
+            empty &= U_logz[j] == -np.inf
+            d[i] = U_logz[j] - lc[i]
+            x[i] = -abs(d[i]) if U_logz[j] > -np.inf else -np.inf
+    if not empty:  # the mixture's exp and log, where some element already holds paths
+        prelude.exp_nonpositive(x, a, n)  # e^-|d|
+        for i in range(n):
+            x[i] = 1.0 + a[i]
+        prelude.log_positive(x, la, n)  # log(1 + e^-|d|)
+    for r in range(R):
+        for q in range(Q):
+            i = r * Q + q
+            if redo[r, q]:
+                continue
+            j = start + i
+            if U_logz[j] == -np.inf:
+                U_logz[j] = lc[i]
+                U_h[j] = hc[i]
+                continue
+            big = 1.0 / x[i]
+            small = a[i] / x[i]
+            h_big = big * la[i]  # -p log p of the larger part
+            h_small = small * (abs(d[i]) + la[i]) if small > 0 else 0.0
+            if d[i] >= 0:
+                h = big * U_h[j] + small * hc[i]
+            else:
+                h = small * U_h[j] + big * hc[i]
+            U_h[j] = h + h_big + h_small
+            U_logz[j] = max(U_logz[j], lc[i]) + la[i]
+
 
 protect(sys.modules[__name__], depends=(prelude,))  # checksummed disk cache (see checked_cache.py)
