@@ -260,84 +260,91 @@ def bwd_softmax(U_logz, U_h, V_logz, V_h, s, outer, n, inner, log, base):
 # scratch rows (prelude.exp_nonpositive, log_positive): libm's, a call per element, took 10-26 ns an element.
 @njit(cache=True, _nrt=False, error_model="numpy")
 def gemm_operand32(lz, h, by_row, out, c, S):
-    R, Q = lz.shape
+    # lz, h: [batches, R, Q]; out: [batches, 2R, Q] (by rows) or [batches, R, 2Q]; c: each row's (column's) shift
+    nb, R, Q = lz.shape
     d, e = S[0], S[1]
-    for i in range(R if by_row else Q):
-        c[i] = -np.inf
-    for r in range(R):
-        for q in range(Q):
-            i = r if by_row else q
-            c[i] = max(c[i], lz[r, q])
-    for i in range(R if by_row else Q):
-        if not np.isfinite(c[i]):
-            c[i] = 0.0  # a row without a path: every z is 0
-    for r in range(R):
-        for q in range(Q):
-            d[r * Q + q] = np.float64(lz[r, q]) - c[r if by_row else q]  # <= 0
-    prelude.exp_nonpositive(d, e, R * Q)
-    for r in range(R):
-        for q in range(Q):
-            z = e[r * Q + q]
-            t = z * (np.float64(h[r, q]) - d[r * Q + q]) if z > 0 else 0.0
-            out[r, q] = np.float32(z)
-            if by_row:
-                out[R + r, q] = np.float32(t)
-            else:
-                out[r, Q + q] = np.float32(t)
+    for b in range(nb):
+        for i in range(R if by_row else Q):
+            c[b, i] = -np.inf
+        for r in range(R):
+            for q in range(Q):
+                i = r if by_row else q
+                c[b, i] = max(c[b, i], lz[b, r, q])
+        for i in range(R if by_row else Q):
+            if not np.isfinite(c[b, i]):
+                c[b, i] = 0.0  # a row without a path: every z is 0
+        for r in range(R):
+            for q in range(Q):
+                d[(b * R + r) * Q + q] = np.float64(lz[b, r, q]) - c[b, r if by_row else q]  # <= 0
+    prelude.exp_nonpositive(d, e, nb * R * Q)
+    for b in range(nb):
+        for r in range(R):
+            for q in range(Q):
+                i = (b * R + r) * Q + q
+                z = e[i]
+                t = z * (np.float64(h[b, r, q]) - d[i]) if z > 0 else 0.0
+                out[b, r, q] = np.float32(z)
+                if by_row:
+                    out[b, R + r, q] = np.float32(t)
+                else:
+                    out[b, r, Q + q] = np.float32(t)
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
 def gemm_merge32(A, C, B, c, by_row, U_logz, U_h, start, tiny, redo, S):
-    # the candidate (c + log A, max((C - B)/A + log A, 0)) of element start + r·Q + q (cancellation can leave
-    # H at -1e-14) ⊕ into the state: set where it is still 0̄, else the mixture rule of acc with
+    # the candidate (c + log A, max((C - B)/A + log A, 0)) of element start + (b·R + r)·Q + q (cancellation
+    # can leave H at -1e-14) ⊕ into the state: set where it is still 0̄, else the mixture rule of acc with
     # p = σ(±d), d = log Z_U - log Z_cand, whose logs are -log(1 + e^-|d|) and -|d| - log(1 + e^-|d|). A sum
     # A <= tiny has lost its precision, or there is no path: left to the caller (redo).
-    R, Q = A.shape
-    n = R * Q
+    nb, R, Q = A.shape
+    n = nb * R * Q
     a, la, lc, hc, d, x = S[0], S[1], S[2], S[3], S[4], S[5]
-    for r in range(R):
-        for q in range(Q):
-            i = r * Q + q
-            a[i] = np.float64(A[r, q])
-            redo[r, q] = not a[i] > tiny
-            if redo[r, q]:
-                a[i] = 1.0
+    for b in range(nb):
+        for r in range(R):
+            for q in range(Q):
+                i = (b * R + r) * Q + q
+                a[i] = np.float64(A[b, r, q])
+                redo[b, r, q] = not a[i] > tiny
+                if redo[b, r, q]:
+                    a[i] = 1.0
     prelude.log_positive(a, la, n)
     empty = True
-    for r in range(R):
-        for q in range(Q):
-            i = r * Q + q
-            lc[i] = c[r if by_row else q] + la[i]
-            hc[i] = max((np.float64(C[r, q]) - np.float64(B[r, q])) / a[i] + la[i], 0.0)
-            j = start + i
-            empty &= U_logz[j] == -np.inf
-            d[i] = U_logz[j] - lc[i]
-            x[i] = -abs(d[i]) if U_logz[j] > -np.inf else -np.inf
+    for b in range(nb):
+        for r in range(R):
+            for q in range(Q):
+                i = (b * R + r) * Q + q
+                lc[i] = c[b, r if by_row else q] + la[i]
+                hc[i] = max((np.float64(C[b, r, q]) - np.float64(B[b, r, q])) / a[i] + la[i], 0.0)
+                j = start + i
+                empty &= U_logz[j] == -np.inf
+                d[i] = U_logz[j] - lc[i]
+                x[i] = -abs(d[i]) if U_logz[j] > -np.inf else -np.inf
     if not empty:  # the mixture's exp and log, where some element already holds paths
         prelude.exp_nonpositive(x, a, n)  # e^-|d|
         for i in range(n):
             x[i] = 1.0 + a[i]
         prelude.log_positive(x, la, n)  # log(1 + e^-|d|)
-    for r in range(R):
-        for q in range(Q):
-            i = r * Q + q
-            if redo[r, q]:
-                continue
-            j = start + i
-            if U_logz[j] == -np.inf:
-                U_logz[j] = lc[i]
-                U_h[j] = hc[i]
-                continue
-            big = 1.0 / x[i]
-            small = a[i] / x[i]
-            h_big = big * la[i]  # -p log p of the larger part
-            h_small = small * (abs(d[i]) + la[i]) if small > 0 else 0.0
-            if d[i] >= 0:
-                h = big * U_h[j] + small * hc[i]
-            else:
-                h = small * U_h[j] + big * hc[i]
-            U_h[j] = h + h_big + h_small
-            U_logz[j] = max(U_logz[j], lc[i]) + la[i]
+    for b in range(nb):
+        for r in range(R):
+            for q in range(Q):
+                i = (b * R + r) * Q + q
+                if redo[b, r, q]:
+                    continue
+                j = start + i
+                if U_logz[j] == -np.inf:
+                    U_logz[j] = lc[i]
+                    U_h[j] = hc[i]
+                    continue
+                big = 1.0 / x[i]
+                small = a[i] / x[i]
+                h_big = big * la[i]  # -p log p of the larger part
+                h_small = small * (abs(d[i]) + la[i]) if small > 0 else 0.0
+                if d[i] >= 0:
+                    h = big * U_h[j] + small * hc[i]
+                else:
+                    h = small * U_h[j] + big * hc[i]
+                U_h[j] = h + h_big + h_small
+                U_logz[j] = max(U_logz[j], lc[i]) + la[i]
 
 
 protect(sys.modules[__name__], depends=(prelude,))  # checksummed disk cache (see checked_cache.py)
