@@ -136,7 +136,7 @@ def _entropy_contract(Y, W, slot):
     t = zs * (Y["h"].astype(np.float64) - logzs)
     from .numba.contractions import abs_xlogx
 
-    aw, awl, _ = abs_xlogx(W)  # one compiled pass instead of eight NumPy ones, in W's dtype
+    aw, awl = abs_xlogx(W)  # one compiled pass instead of eight NumPy ones, in W's dtype
     single = aw.dtype == np.float32
     if single:  # A and C in one GEMM: z and t stacked along the rows the contraction keeps
         axis = -2 if slot == "a" else -1
@@ -185,7 +185,7 @@ def _entropy_block(U, V, other, ao, bo, yo, M, K, N, nb, slot: str) -> None:
         W, start, shape = other[ao:ao + nb * M * K].reshape(nb, M, K), bo, (nb, K, N)
         Y, c = np.empty((nb, M, 2 * N), np.float32), np.empty((nb, N))
     kernels.gemm_operand32(lz, h, by_row, Y, c, np.empty((2, nb * M * N)))
-    aw, awl, dense = abs_xlogx(W)
+    aw, awl = abs_xlogx(W)
     z = Y[:, :M] if by_row else Y[:, :, :N]
     AC, B = _mm(Y, aw, slot), _mm(z, awl, slot)
     A, C = (AC[:, :M], AC[:, M:]) if by_row else (AC[:, :, :N], AC[:, :, N:])
@@ -193,7 +193,7 @@ def _entropy_block(U, V, other, ao, bo, yo, M, K, N, nb, slot: str) -> None:
     kernels.gemm_merge32(A, C, B, c, by_row, U[0], U[1], start, 1e-30, redo, np.empty((6, redo.size)))
     for b in np.nonzero(redo.any(axis=(1, 2)))[0]:  # exact ⊕ of the edges of each element whose sum
         # underflowed although a path exists: without a zero weight, wherever its consumers' row (column) has one
-        if dense:
+        if aw[b].min() > 0:
             live = np.isfinite(lz[b]).any(axis=-1 if by_row else 0)
             exists = np.broadcast_to(live[:, None] if by_row else live[None, :], shape[1:])
         else:

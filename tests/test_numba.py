@@ -156,12 +156,14 @@ def test_gemm_falls_back_to_exact_where_the_shifted_sum_underflows(semiring):
     assert np.all(np.isfinite(a.state("x")[a.semiring.fields[0].name]))
 
 
-def test_float32_entropy_gemms_underflow_to_the_exact_form():
-    # float32 GEMMs: x[:, 1] reaches the output only through w[1, 0] = 3e-41 (subnormal) and v[0] = 1e-5, so
-    # its shifted sum is a subnormal float32 with 8 significant bits (log Z off by 0.5%); it is redone exactly
+@pytest.mark.parametrize("w11", [0.0, 1e-41])  # a zero weight (paths counted by a GEMM) or none (by rows)
+def test_float32_entropy_gemms_underflow_to_the_exact_form(w11):
+    # float32 GEMMs: x[:, 1] reaches the output only through w[1, 0] = 3e-41 (subnormal) and v[0] = 1e-5 (and
+    # w[1, 1]), so its shifted sum is a subnormal float32 with 8 significant bits (log Z off by 0.5%); it is
+    # redone exactly
     prog = semir.parse("def main(x: f32[2, 3], w: f32[3, 2], v: f32[2]) -> f32 {\n  return sum(tanh(x @ w) * v)\n}")
     x = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]], np.float32)
-    w = np.array([[1e-40, 0.5], [3e-41, 0.0], [2e-40, -1.5]], np.float32)
+    w = np.array([[1e-40, 0.5], [3e-41, w11], [2e-40, -1.5]], np.float32)
     v = np.array([1e-5, 1.0], np.float32)
     a = semir.compile(prog, "entropy", backend="numba")(x=x, w=w, v=v)
     b = semir.compile(prog, "entropy", backend="reference")(x=x, w=w, v=v)

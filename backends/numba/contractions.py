@@ -22,29 +22,23 @@ from .prelude import log32, log_positive
 @njit(cache=True, error_model="numpy")
 def _abs_xlogx(w, aw, awl, tmp):
     n = w.shape[0]
-    zeros = 0
     for i in range(n):
         x = abs(np.float64(w[i]))
         aw[i] = x
-        zeros += x == 0
         tmp[i] = x if x > 0 else 1.0  # log(1) = 0 gives 0·log 0 = 0 below
     log_positive(tmp, awl, n)
     for i in range(n):
         awl[i] = aw[i] * awl[i]
-    return zeros
 
 
 @njit(cache=True, error_model="numpy")
 def _abs_xlogx32(w, aw, awl):
     # a float32 weight: |w| and |w|·log|w| in float32 (log32, 16 lanes), as the reference takes the log, for
     # the float32 GEMMs of a float32 program
-    zeros = 0
     for i in range(w.shape[0]):
         x = abs(w[i])
         aw[i] = x
-        zeros += x == 0
         awl[i] = x * log32(x if x > 0 else np.float32(1.0))  # 0·log 0 = 0
-    return zeros
 
 
 _local = threading.local()
@@ -63,17 +57,17 @@ def _buffers(n: int, dtype) -> list[np.ndarray]:
     return pools[key]
 
 
-def abs_xlogx(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(|W|, |W|·log|W|, whether no w is 0) in W's dtype (float32 or float64), shaped like ``W``; 0·log 0 = 0.
+def abs_xlogx(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(|W|, |W|·log|W|) in W's dtype (float32 or float64), shaped like ``W``; 0·log 0 = 0.
 
     The arrays are this thread's buffers: valid until its next call (the contraction uses them at once)."""
     flat = np.ascontiguousarray(W).reshape(-1)
     aw, awl, tmp = _buffers(flat.size, flat.dtype)
     if flat.dtype == np.float32:
-        zeros = _abs_xlogx32(flat, aw, awl)
+        _abs_xlogx32(flat, aw, awl)
     else:
-        zeros = _abs_xlogx(flat.astype(np.float64, copy=False), aw, awl, tmp)
-    return aw.reshape(W.shape), awl.reshape(W.shape), zeros == 0
+        _abs_xlogx(flat.astype(np.float64, copy=False), aw, awl, tmp)
+    return aw.reshape(W.shape), awl.reshape(W.shape)
 
 
 protect(sys.modules[__name__], depends=(prelude,))  # checksummed disk cache (see checked_cache.py)
