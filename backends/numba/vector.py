@@ -170,16 +170,22 @@ class _Block:
     def weight(self, bb, c: int, n0):
         return self.b.load(self.at(6 if self.pointers else 4, self.row(bb, c, n0)), align=self.align)
 
+    def pointer_slots(self):
+        """(the block's pairs, each component's empty value, the lanes' best of each (pair, component) and the
+        int32 lanes saying where it came from, -1 for none)."""
+        pairs = [(r, c) for r in range(self.rows[0]) for c in range(self.rows[1])]
+        init = {"h": self.splat(float("-inf")), "l": self.splat(float("inf"))}
+        best = {(r, c, f): cgutils.alloca_once_value(self.b, init[f]) for r, c in pairs for f in "hl"}
+        which = {key: cgutils.alloca_once_value(self.b, self.ints32(-1)) for key in best}
+        return pairs, init, best, which
+
     def emit_lanes(self) -> None:
         """Per vector of n and pair: the candidates, then per component a strict max (min), a >= (<=) compare
         and a blend of the lanes' n: 10 operations."""
         b, (nr, nc) = self.b, self.rows
         i64, i32 = ir.IntType(64), ir.IntType(32)
         yb, bb, nv = self.ints[1], self.ints[2], self.ints[5]
-        pairs = [(r, c) for r in range(nr) for c in range(nc)]
-        init = {"h": self.splat(float("-inf")), "l": self.splat(float("inf"))}
-        best = {(r, c, f): cgutils.alloca_once_value(b, init[f]) for r, c in pairs for f in "hl"}
-        which = {key: cgutils.alloca_once_value(b, self.ints32(-1)) for key in best}
+        pairs, init, best, which = self.pointer_slots()
         iota = ir.Constant(self.ity, [ir.Constant(i32, i) for i in range(self.width)])
         steps = b.sdiv(nv, ir.Constant(i64, self.width))
         with cgutils.for_range(b, steps) as loop:
@@ -237,11 +243,8 @@ class _Block:
         b, (nr, nc) = self.b, self.rows
         i64, i32 = ir.IntType(64), ir.IntType(32)
         yb, bb, nv = self.ints[1], self.ints[2], self.ints[5]
-        pairs = [(r, c) for r in range(nr) for c in range(nc)]
-        init = {"h": self.splat(float("-inf")), "l": self.splat(float("inf"))}
-        best = {(r, c, f): cgutils.alloca_once_value(b, init[f]) for r, c in pairs for f in "hl"}
+        pairs, init, best, which = self.pointer_slots()
         chunk = {key: cgutils.alloca_once_value(b, init[key[2]]) for key in best}
-        which = {key: cgutils.alloca_once_value(b, self.ints32(-1)) for key in best}
         width = ir.Constant(i64, self.width)
         steps = b.sdiv(nv, width)
         full = b.sdiv(steps, ir.Constant(i64, CHUNK))
