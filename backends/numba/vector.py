@@ -12,9 +12,12 @@ LLVM lowers each compare-and-select to one ``vmaxps``/``vminps`` (whose semantic
 Only the order in which candidates meet changes (per lane, then across lanes), which a max cannot see,
 except for the sign of a zero: +0 and -0 compare equal, so either may be reported where both are best.
 
-With pointers (``max_times_block_pointers``, the eager sweep and lazy recovery) each lane also keeps the n
-of its best hi and lo as int32 vectors, blended on the same compares, and the lanes are reduced to the
-lowest n among those holding the best value: the edge the scalar kernels and the reference pick.
+With pointers (the eager sweep and lazy recovery), for rows shorter than CHUNKED_FROM vectors
+(``max_times_block_pointers``) each lane also keeps the n of its best hi and lo as int32 vectors, blended on
+the same compares, and the lanes are reduced to the lowest n among those holding the best value: the edge
+the scalar kernels and the reference pick. For longer rows (``max_times_block_chunks``) a lane keeps only the
+chunk of CHUNK vectors its best came from, and the winning chunk is computed again for the lowest n: fewer
+operations per edge, more per element.
 """
 
 from __future__ import annotations
