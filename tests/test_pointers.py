@@ -193,3 +193,66 @@ def test_vector_contraction_pointers_where_every_product_overflowed():
         np.testing.assert_array_equal(eager.state("x")[f], ref.state("x")[f], err_msg=f)
     compare_paths(eager, ref, "max_product", {}, limit=4 * 8)
     assert assert_lazy_equals_eager(prog, ins, "numba", wrt=["x"]) > 0
+
+
+def _block_oracle(Yh, Yl, B, M, K, N, nv):
+    # each (m, k): the best hi (lo) over n < nv of max (min) of w·hi, w·lo in the dtype, consumers with no path
+    # (NaN) left out, and the lowest n holding it; edge m·N + n; -1 where no n has a candidate
+    out = [np.full(M * K, -np.inf, Yh.dtype), np.full(M * K, np.inf, Yh.dtype), np.full(M * K, -1), np.full(M * K, -1)]
+    for m in range(M):
+        y_h, y_l, live = Yh[m * N:m * N + nv], Yl[m * N:m * N + nv], ~np.isnan(Yh[m * N:m * N + nv])
+        for k in range(K):
+            w = B[k * N:k * N + nv]
+            for f, pick, best in ((0, np.maximum, np.max), (1, np.minimum, np.min)):
+                cand = pick(w * y_h, w * y_l)
+                if live.any():
+                    top = best(cand[live])
+                    out[f][m * K + k] = top
+                    out[f + 2][m * K + k] = m * N + int(np.flatnonzero(live & (cand == top))[0])
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_both_pointer_blocks_equal_an_independent_oracle(dtype):
+    # the per-lane and the chunked vector blocks, called directly on rows of 1 to 60 vectors (partial top
+    # chunks included) of ties, all-equal values, products that overflow to ±inf, and consumers with no path
+    from numba import njit
+    from semir.backends.numba import vector
+
+    @njit(_nrt=False, error_model="numpy")
+    def run(U0, U1, U2, U3, Yh, Yl, B, M, K, N, nv, chunked, dense):
+        for m in range(0, M, vector.PM):
+            for k in range(0, K, vector.PK):
+                if chunked:
+                    vector.max_times_block_chunks(U0, U1, U2, U3, Yh, Yl, B, m * K + k, m * N, k * N, K, N, nv, m * N,
+                                                  dense)
+                else:
+                    vector.max_times_block_pointers(U0, U1, U2, U3, Yh, Yl, B, m * K + k, m * N, k * N, K, N, nv,
+                                                    m * N)
+
+    rng = np.random.default_rng(11)
+    L = vector.lanes(np.dtype(dtype).itemsize)
+    big = np.finfo(dtype).max / 4
+    for trial in range(40):
+        M, K, steps = 2, 2, int(rng.integers(1, 61))
+        nv = steps * L
+        N = nv + int(rng.integers(0, L))
+        kind = trial % 4
+        if kind == 0:  # small integers: ties
+            Yh = rng.integers(-2, 3, M * N).astype(dtype)
+            B = rng.integers(-2, 3, K * N).astype(dtype)
+        elif kind == 1:  # every candidate equal
+            Yh, B = np.ones(M * N, dtype), np.ones(K * N, dtype)
+        elif kind == 2:  # products of ±inf
+            Yh, B = rng.choice([big, -big, 1.0], M * N).astype(dtype), rng.choice([-8.0, 8.0, 0.5], K * N).astype(dtype)
+        else:
+            Yh, B = rng.normal(size=M * N).astype(dtype), rng.normal(size=K * N).astype(dtype)
+        Yl = (Yh - rng.integers(0, 2, M * N)).astype(dtype) if kind != 1 else Yh.copy()
+        none = rng.random(M * N) < (0.3 if trial % 3 == 0 else 0.0)
+        Yh[none] = Yl[none] = np.nan
+        expected = _block_oracle(Yh, Yl, B, M, K, N, nv)
+        for chunked in (False, True):
+            U = [np.full(M * K, -np.inf, dtype), np.full(M * K, np.inf, dtype), np.full(M * K, -1), np.full(M * K, -1)]
+            run(*U, Yh, Yl, B, M, K, N, nv, chunked, not none.any())
+            for got, want, name in zip(U, expected, ("hi", "lo", "hi edge", "lo edge")):
+                np.testing.assert_array_equal(got, want, err_msg=f"trial {trial} chunked={chunked} {name}")
