@@ -87,13 +87,13 @@ def exp_nonpositive(x, out, n):
     """out[:n] = exp(x[:n]) for float64 x <= 0 (-inf gives 0), vectorised: libm's exp is a call per element
     and stops the vectoriser. x = k ln 2 + r with |r| <= ln(2)/2, exp r by its Taylor series to r^12 (the
     remainder below 2e-16 relative), times 2^k put together in the exponent bits. Below -708 (where 2^k
-    would be subnormal) it gives 0: its callers round to float32, where e^-104 is already 0."""
+    would be subnormal) it gives 0: its callers round to float32, where e^-104 is already 0. NaN stays NaN."""
     ob = out.view(np.int64)
     for i in range(n):  # 2^k, as a double's bits, in out
         k = np.floor(x[i] * 1.4426950408889634 + 0.5) if x[i] >= -708.0 else -1023.0
         ob[i] = (np.int64(k) + 1023) << 52
     for i in range(n):
-        xi = x[i] if x[i] >= -708.0 else 0.0
+        xi = 0.0 if x[i] < -708.0 else x[i]  # NaN: r and the product are NaN
         k = np.floor(xi * 1.4426950408889634 + 0.5)
         r = (xi - k * LN2_HI) - k * LN2_LO
         p = _EXP_C[0]

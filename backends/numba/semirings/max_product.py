@@ -8,7 +8,7 @@ comparisons, and merged into the state by (value, edge).
 import sys
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 from .. import prelude, vector
 from ..checked_cache import protect
@@ -247,12 +247,12 @@ def _rows_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a0, y0, b0, m, mr, k0, 
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
-def _tile_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a0, y0, b0, m0, M, K, N, L, e0, dense):
-    # rows m0 .. m0 + GROUP·PM - 1 of D_A[b], a tile of B's rows at a time: the tile (about 256 KB) stays in
-    # the core's L2 while the rows' blocks sweep it, where the whole of B (2.4 MB at MiniLM's FFN) streamed
-    # from L3 for every PM rows
+def _tile_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a0, y0, b0, m0, g, M, K, N, L, e0, dense):
+    # rows m0 .. m0 + g·PM - 1 of D_A[b], a tile of B's rows at a time: the tile (about 256 KB) stays in the
+    # core's L2 while the rows' blocks sweep it, where the whole of B (2.4 MB at MiniLM's FFN) streamed from
+    # L3 for every PM rows
     kt = max(PK, (1 << 18) // (N * B.itemsize) // PK * PK)
-    m1 = min(m0 + GROUP * PM, M)
+    m1 = min(m0 + g * PM, M)
     for k0 in range(0, K, kt):
         for m in range(m0, m1, PM):
             _rows_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a0, y0, b0, m, min(PM, M - m), k0, min(k0 + kt, K),
@@ -263,7 +263,8 @@ def _tile_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a0, y0, b0, m0, M, K, N
 def matmul_bwd_a(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_edge, B, a_off, b_off, y_off,
                  M, K, N, base, shared):
     """D_A[b, m, k] ⊕= B[b, k, n]·D_Y[b, m, n] over n with pointers: the vector code of ``vector.py`` where
-    every consumer's products are finite (a thread per GROUP·PM rows of D_A), else the scalar rows above."""
+    every consumer's products are finite (a thread per group of up to GROUP·PM rows of D_A), else the scalar
+    rows above."""
     Yh, Yl, over, dense = nan_where_no_path(V_hi, V_lo)
     if over:
         _bwd_a_exact(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_edge, B, a_off, b_off, y_off,
@@ -271,17 +272,20 @@ def matmul_bwd_a(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_e
         return
     nb = a_off.shape[0]
     L = 64 // V_hi.itemsize  # the lanes of the vector code (vector.lanes)
-    groups = (M + GROUP * PM - 1) // (GROUP * PM)
+    blocks = (M + PM - 1) // PM
+    # up to GROUP blocks share a tile, fewer where that would leave a thread without a group of its own
+    g = max(1, min(GROUP, blocks // (get_num_threads() if shared else max(1, get_num_threads() // nb))))
+    groups = (blocks + g - 1) // g
     if shared:
         for t in prange(groups):
             for b in range(nb):
-                _tile_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a_off[b], y_off[b], b_off[b], GROUP * PM * t, M,
+                _tile_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a_off[b], y_off[b], b_off[b], g * PM * t, g, M,
                         K, N, L, base + y_off[b], dense)
     else:
         for t in prange(nb * groups):
             b = t // groups
-            _tile_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a_off[b], y_off[b], b_off[b],
-                    GROUP * PM * (t % groups), M, K, N, L, base + y_off[b], dense)
+            _tile_a(U_hi, U_lo, U_hi_edge, U_lo_edge, Yh, Yl, B, a_off[b], y_off[b], b_off[b], g * PM * (t % groups),
+                    g, M, K, N, L, base + y_off[b], dense)
 
 
 # Slot B (D_B[k, n] = ⊕_m A[m, k]·D_Y[m, n]): one row k of B's state per thread, the consumers' rows m visited in
