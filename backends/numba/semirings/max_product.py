@@ -8,7 +8,7 @@ comparisons, and merged into the state by (value, edge).
 import sys
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import njit, prange
 
 from .. import prelude, vector
 from ..checked_cache import protect
@@ -273,8 +273,9 @@ def matmul_bwd_a(U_hi, U_lo, U_hi_edge, U_lo_edge, V_hi, V_lo, V_hi_edge, V_lo_e
     nb = a_off.shape[0]
     L = 64 // V_hi.itemsize  # the lanes of the vector code (vector.lanes)
     blocks = (M + PM - 1) // PM
-    # up to GROUP blocks share a tile, fewer where that would leave a thread without a group of its own
-    g = max(1, min(GROUP, blocks // (get_num_threads() if shared else max(1, get_num_threads() // nb))))
+    # up to GROUP blocks share a tile, fewer where there would be under 4 groups to share among the threads
+    # (get_num_threads() would make the function uncacheable)
+    g = max(1, min(GROUP, blocks * (1 if shared else nb) // 4))
     groups = (blocks + g - 1) // g
     if shared:
         for t in prange(groups):
