@@ -42,7 +42,7 @@ def _linear_gemm(U, V, other, ao, bo, yo, M, K, N, slot):
     for b in range(len(ao)):
         y = V[yo[b]:yo[b] + M * N].reshape(M, N)
         if slot == "a":
-            U[ao[b]:ao[b] + M * K].reshape(M, K)[...] += y @ other[bo[b]:bo[b] + K * N].reshape(K, N).T
+            U[ao[b]:ao[b] + M * K].reshape(M, K)[...] += _times_t(y, other[bo[b]:bo[b] + K * N].reshape(K, N))
         else:
             U[bo[b]:bo[b] + K * N].reshape(K, N)[...] += other[ao[b]:ao[b] + M * K].reshape(M, K).T @ y
 
@@ -107,9 +107,17 @@ def _shifted(lz: np.ndarray, slot: str):
     return c, zs
 
 
+def _times_t(Y: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Y @ W^T over the last two axes. With few rows of Y (the tokens of a sentence against a weight), as
+    (W @ Y^T)^T: OpenBLAS runs a transposed B a third slower than a plain one when B is the large operand
+    (MiniLM's slot-A GEMMs, one core: 19.8 ms → 13.5 ms; at 512 rows and more the plain form is faster)."""
+    if Y.shape[-2] >= 256:
+        return Y @ np.swapaxes(W, -1, -2)
+    return np.swapaxes(W @ np.swapaxes(Y, -1, -2), -1, -2)
+
+
 def _mm(Yp: np.ndarray, Wf: np.ndarray, slot: str) -> np.ndarray:
-    Wt = np.swapaxes(Wf, -1, -2)
-    return Yp @ Wt if slot == "a" else Wt @ Yp
+    return _times_t(Yp, Wf) if slot == "a" else np.swapaxes(Wf, -1, -2) @ Yp
 
 
 def _underflow(A: np.ndarray, lz: np.ndarray, W: np.ndarray, slot: str, tiny: float = 1e-280) -> np.ndarray:
