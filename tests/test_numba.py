@@ -1,5 +1,6 @@
 """The Numba backend equals the reference backend; its cache is content-addressed and robust (issue 4)."""
 
+import math
 import os
 import subprocess
 import sys
@@ -310,6 +311,48 @@ def test_vectorised_exp_of_nonpositive_doubles_within_two_ulp():
     far = np.array([-708.5, -745.0, -1e4, -np.inf, np.nan])  # where 2^k would be subnormal: 0 (its callers'
     exp_nonpositive(far, out, len(far))  # float32 has 0); NaN stays NaN, never a plausible 0
     assert np.all(out[:4] == 0.0) and np.isnan(out[4])
+
+
+def _loop(fn, dtype=np.float64):
+    from numba import njit
+
+    @njit
+    def run(x, out):
+        for i in range(x.size):
+            out[i] = fn(x[i])
+
+    return lambda x: (lambda out: (run(x, out), out)[1])(np.empty(x.shape, dtype))
+
+
+def test_vectorised_erf_within_one_ulp_of_libm():
+    # against glibc's erf (math.erf), itself within an ulp of the true value, on each piece and across the
+    # joins (1, 2, 6); the signs, ±0, ±inf, NaN and the subnormals
+    from semir.backends.numba.prelude import erf
+
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.uniform(-7, 7, 200000), rng.standard_normal(50000) * 1e-3,
+                        *[np.nextafter(j, [-np.inf] * 8 + [np.inf] * 8) + rng.uniform(-1e-9, 1e-9, 16)
+                          for j in (1.0, 2.0, 6.0, -1.0, -2.0, -6.0)],
+                        [0.0, 1.0, 2.0, 6.0, 1e-300, 5e-324, 30.0]])
+    out = _loop(erf)(x)
+    ref = np.array([math.erf(v) for v in x])
+    assert np.all(np.abs(out - ref) <= np.spacing(np.abs(ref)))  # 1 ulp measured; 4% of them differ
+    edge = _loop(erf)(np.array([-0.0, np.inf, -np.inf, np.nan]))
+    assert np.signbit(edge[0]) and edge[0] == 0 and edge[1] == 1 and edge[2] == -1 and np.isnan(edge[3])
+
+
+def test_float32_gelu_and_its_derivative_equal_the_reference_rounded_to_float32():
+    # the Numba backend's gelu (a vectorised erf) and the reference's (libm's, by NumPy) agree bit for bit once
+    # rounded to float32, tails included (x < -5, where 1 + erf cancels)
+    from semir.backends.numba.prelude import gelu, gelu_d
+    from semir.backends.reference.jacobian import _gelu_d as ref_gelu_d
+
+    from semir.ir.eval_rules import gelu as ref_gelu
+
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.standard_normal(100000) * 3, np.linspace(-12, 12, 100001)]).astype(np.float32)
+    assert np.array_equal(_loop(gelu, np.float32)(x), ref_gelu(x))
+    assert np.array_equal(_loop(gelu_d, np.float32)(x), ref_gelu_d(x, None, {}))
 
 
 def test_emit_llvm_from_a_warm_cache_equals_a_cold_one(tmp_path):
