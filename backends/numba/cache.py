@@ -50,12 +50,13 @@ def generator_digest() -> str:
     """Hash of the code that writes generated modules, so that changing it never reuses stale files."""
     from semir.semirings import base, builtin
 
-    from .. import semiring_kernels, user_semiring
+    from .. import semiring_kernels, skeleton, user_semiring
     from . import codegen, prelude, templates, vector
 
     h = hashlib.sha256()
-    # semiring_kernels: its snippets (row reductions, matmul and layernorm rows) reach generated modules too
-    for mod in (codegen, templates, prelude, vector, semiring_kernels, user_semiring, builtin, base):
+    # semiring_kernels: its snippets (row reductions, matmul and layernorm rows) reach generated modules too;
+    # skeleton: the fused kernels' bodies, shared with the CUDA backend
+    for mod in (codegen, skeleton, templates, prelude, vector, semiring_kernels, user_semiring, builtin, base):
         h.update(Path(mod.__file__).read_bytes())
     # semiring kernel modules: Numba's cache of a generated module does not notice a change in what it imports
     for path in sorted((Path(codegen.__file__).parent / "semirings").glob("*.py")):

@@ -33,13 +33,14 @@ from ..skeleton import (  # noqa: F401  (Analysis, analyse, operand_mode: this b
 )
 from .templates import JIT
 
-CPU = Target(loop="    for i in range({n}):", decorator=JIT)
+CPU = Target(loop="    for i in range({n}):", decorator=JIT, spread=True)
 
 # -- the module ---------------------------------------------------------------
 
 # How a kernel argument of each kind is spelled in the generated orchestration code (``key`` from KernelArgs.arg).
 ARG_EXPR = {"size": "plan.group_size[{key}]", "val": "V[{key}]", "out": "V[{key}]", "map": "plan.bmap[{key}]",
-            "D": "D[{key[0]}][{key[1]!r}]", "base": "plan.base[{key[0]}][{key[1]}]"}
+            "spread": "V[{key[1]}][plan.bmap[{key}]]", "D": "D[{key[0]}][{key[1]!r}]",
+            "base": "plan.base[{key[0]}][{key[1]}]"}
 
 
 def _kernel_call(name: str, args: list) -> str:
