@@ -149,7 +149,7 @@ BACKWARD = {
     Op.layernorm: _layernorm,
     Op.matmul: _matmul,
     Op.transpose: lambda k, s, u, n, sr: _call("bwd_map1", u, k, f"plan.map[{k}][{s}]", f"plan.base[{k}][{s}]"),
-    Op.reshape: lambda k, s, u, n, sr: _call("bwd_map1", u, k, f"plan.map[{k}][{s}]", f"plan.base[{k}][{s}]"),
+    Op.reshape: lambda k, s, u, n, sr: _call("bwd_same1", u, k, f"plan.size[{k}]", f"plan.base[{k}][{s}]"),
     Op.index: lambda k, s, u, n, sr: _call("bwd_map1", u, k, f"plan.map[{k}][{s}]", f"plan.base[{k}][{s}]"),
     Op.concat: lambda k, s, u, n, sr: _call("bwd_map1", u, k, f"plan.map[{k}][{s}]", f"plan.base[{k}][{s}]"),
     Op.take: lambda k, s, u, n, sr: (_call("bwd_map1", u, k, f"plan.aux[{k}]", f"plan.base[{k}][{s}]")

@@ -216,12 +216,16 @@ def _eval_gather(p: Plan, k: int, args) -> np.ndarray:
     return args[0].reshape(-1)[p.map[k][0]]  # the movement map of the plan: no copy through NumPy's rule
 
 
+def _eval_view(p: Plan, k: int, args) -> np.ndarray:
+    return args[0].reshape(-1)  # reshape keeps the flat layout: its operand's values, not a copy (never written)
+
+
 EVALUATE = {
     Op.const: _eval_const,
     Op.sum: _eval_rule, Op.mean: _eval_rule, Op.max: _eval_max,
     Op.softmax: _eval_rule, Op.log_softmax: _eval_rule, Op.layernorm: _eval_layernorm,
     Op.matmul: _eval_matmul,
-    Op.transpose: _eval_gather, Op.reshape: _eval_gather, Op.index: _eval_gather, Op.concat: _eval_rule,
+    Op.transpose: _eval_gather, Op.reshape: _eval_view, Op.index: _eval_gather, Op.concat: _eval_rule,
     Op.take: _eval_take,
 }
 

@@ -44,6 +44,13 @@ def bwd_map({U}, {V}, w, inmap, base):
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
+def bwd_same1({U}, {V}, n, base):
+    """Operand element o is output element o, weight 1 (reshape: the flat layout is the same), with no map."""
+    for o in range(n):
+        acc({U}, o, {V}, o, 1.0, base + o)
+
+
+@njit(cache=True, _nrt=False, error_model="numpy")
 def bwd_map1({U}, {V}, inmap, base):
     """As bwd_map with every weight 1 (movement ops, routing)."""
     for o in range(inmap.shape[0]):

@@ -35,6 +35,7 @@ def acc(U_logz, U_h, j, V_logz, V_h, i, w, e):
         return
     d = la - lc
     x = math.exp(-abs(d))
+    l1p = math.log1p(x)
     big = 1.0 / (1.0 + x)
     small = x / (1.0 + x)
     if d >= 0:
@@ -43,13 +44,10 @@ def acc(U_logz, U_h, j, V_logz, V_h, i, w, e):
     else:
         pa = small
         pc = big
-    h = pa * U_h[j] + pc * hc
-    if pa > 0:
-        h -= pa * math.log(pa)
-    if pc > 0:
-        h -= pc * math.log(pc)
-    U_h[j] = h
-    U_logz[j] = max(la, lc) + math.log1p(x)
+    # -p log p of both parts from log(big) = -log(1 + x) and log(small) = -|d| - log(1 + x): two libm logs
+    # fewer than from p itself, and small's log exact where small is subnormal
+    U_h[j] = pa * U_h[j] + pc * hc + big * l1p + small * (abs(d) + l1p)
+    U_logz[j] = max(la, lc) + l1p
 
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _ent_shift(V_logz, V_h, idx, zs, t):
