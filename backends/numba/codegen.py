@@ -39,7 +39,7 @@ CPU = Target(loop="    for i in range({n}):", decorator=JIT, spread=True)
 
 # How a kernel argument of each kind is spelled in the generated orchestration code (``key`` from KernelArgs.arg).
 ARG_EXPR = {"size": "plan.group_size[{key}]", "val": "V[{key}]", "out": "V[{key}]", "map": "plan.bmap[{key}]",
-            "spread": "V[{key[1]}][plan.bmap[{key}]]", "D": "D[{key[0]}][{key[1]!r}]",
+            "spread": "plan.spread(V, {key})", "D": "D[{key[0]}][{key[1]!r}]",
             "base": "plan.base[{key[0]}][{key[1]}]"}
 
 
