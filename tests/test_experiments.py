@@ -50,6 +50,7 @@ def test_mlp_entropy_rises_with_hidden_size(tmp_path):
     assert all(r["entropy_relevant"] > r["entropy_irrelevant"] for r in rows)  # relevant feature higher
 
 
+@pytest.mark.slow  # 14 s; MiniLM under brunoflow semantics stays in the fast run (test_brunoflow_engine.py)
 def test_sec51_under_brunoflow_semantics_gives_the_papers_pattern(tmp_path):
     # Under the paper engine's semantics (checked against brunoflow itself) the pattern is mostly the paper's:
     # queries for the first token, keys for the repeat token, and the repeat's key flow the strongest.

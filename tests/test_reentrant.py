@@ -70,7 +70,9 @@ def test_concurrent_calls_equal_serial(semiring):
         assert numba.threading_layer() == os.environ["SEMIR_EXPECT_LAYER"]
 
 
-@pytest.mark.parametrize("chosen, expect", [("tbb", "tbb"), (None, "tbb"), ("omp", "omp")])
+# the default choice in the fast run; choosing a layer by name (20 s each, a new process) is slow
+@pytest.mark.parametrize("chosen, expect", [pytest.param("tbb", "tbb", marks=pytest.mark.slow), (None, "tbb"),
+                                           pytest.param("omp", "omp", marks=pytest.mark.slow)])
 def test_the_tbb_layer_loads_from_the_wheel_and_is_reentrant(chosen, expect):
     """With the PyPI tbb wheel installed (pip install "semir[tbb]"), semir loads the wheel's libtbb, which the
     dynamic loader would not find: Numba's default then picks TBB, as does NUMBA_THREADING_LAYER=tbb, and the
