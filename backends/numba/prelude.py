@@ -89,27 +89,25 @@ _LOG32_P = tuple(float(np.float32(c)) for c in (
     2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1))
 
 
-def _fma32(builder):
-    f32 = ir.FloatType()
-    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f32, [f32] * 3), "llvm.fma.f32")
+def _fma(builder, t):
+    """a·x + c rounded once, for LLVM float type ``t`` (``llvm.fma.f32`` or ``.f64``)."""
+    name = "llvm.fma.f32" if isinstance(t, ir.FloatType) else "llvm.fma.f64"
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t] * 3), name)
     return lambda a, x, c: builder.call(fn, [a, x, c])
 
 
-def _fma64(builder):
-    f64 = ir.DoubleType()
-    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f64, [f64] * 3), "llvm.fma.f64")
-    return lambda a, x, c: builder.call(fn, [a, x, c])
+def _fma_intrinsic(nbtype, lltype):
+    def fma(typingctx, a, x, c):
+        return nbtype(nbtype, nbtype, nbtype), lambda context, builder, sig, args: _fma(builder, lltype())(*args)
+
+    fma.__name__ = fma.__qualname__ = f"fma_{nbtype}"
+    return intrinsic(fma)
 
 
-@intrinsic
-def fma64(typingctx, a, x, c):
-    """a·x + c in float64, rounded once (``llvm.fma.f64``)."""
-    sig = types.float64(types.float64, types.float64, types.float64)
-
-    def codegen(context, builder, signature, args):
-        return _fma64(builder)(*args)
-
-    return sig, codegen
+# a·x + c rounded once (one vfmadd where the loop vectorises): Numba contracts a multiply and an add only under
+# fast-math, which would also contract the edge weights' own rounding
+fma32 = _fma_intrinsic(types.float32, ir.FloatType)
+fma64 = _fma_intrinsic(types.float64, ir.DoubleType)
 
 
 @intrinsic
@@ -131,7 +129,7 @@ def _polynomial(first, second=None):
     f64 = ir.DoubleType()
 
     def body(builder, x, pick):
-        fma = _fma64(builder)
+        fma = _fma(builder, f64)
 
         def coef(k):
             if second is None:
@@ -225,18 +223,6 @@ def gelu_d(x):
 
 
 @intrinsic
-def fma32(typingctx, a, x, c):
-    """a·x + c rounded once (``llvm.fma.f32``, one vfmadd where the loop vectorises): Numba contracts a
-    multiply and an add only under fast-math, which would also contract the edge weights' own rounding."""
-    sig = types.float32(types.float32, types.float32, types.float32)
-
-    def codegen(context, builder, signature, args):
-        return _fma32(builder)(*args)
-
-    return sig, codegen
-
-
-@intrinsic
 def log32(typingctx, x):
     """log of a positive normal float32 (0 gives a finite value; callers weight it by 0), as LLVM IR on 32-bit
     integers and floats, so a loop calling it vectorises 16 lanes wide (Numba widens integer arithmetic to 64
@@ -248,7 +234,7 @@ def log32(typingctx, x):
 
     def codegen(context, builder, signature, args):
         b, f32, i32 = builder, ir.FloatType(), ir.IntType(32)
-        fma = _fma32(b)
+        fma = _fma(b, f32)
 
         def c(t, v):
             return ir.Constant(t, v)
