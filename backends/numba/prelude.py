@@ -24,8 +24,6 @@ def sigmoid(x):
     return e / (1.0 + e)
 
 
-
-
 @njit(cache=True)
 def gelu_tanh(x):
     return 0.5 * x * (1.0 + math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
