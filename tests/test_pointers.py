@@ -258,3 +258,66 @@ def test_both_pointer_blocks_equal_an_independent_oracle(dtype):
             run(*U, Yh, Yl, B, M, K, N, nv, chunked, not none.any())
             for got, want, name in zip(U, expected, ("hi", "lo", "hi edge", "lo edge")):
                 np.testing.assert_array_equal(got, want, err_msg=f"trial {trial} chunked={chunked} {name}")
+
+
+def _layernorm_rows_oracle(U_hi, U_lo, V_hi, V_lo, xhat, inv, gamma, rows, n):
+    # each row's weights γ_i/σ·((δ_ij − 1/n) − x̂_i·(x̂_j/n)) in the dtype, whole matrices at a time; the
+    # candidates max/min of w·hi, w·lo with 0·∞ = 0, consumers with no path (hi < lo) left out
+    dt = xhat.dtype.type
+    hi, lo = U_hi.copy(), U_lo.copy()
+    for r in range(rows):
+        s = slice(r * n, r * n + n)
+        x = xhat[s]
+        vh, vl = V_hi[s][:, None], V_lo[s][:, None]
+        with np.errstate(invalid="ignore", over="ignore"):
+            g = gamma * inv[r]
+            m = (np.eye(n, dtype=xhat.dtype) - dt(1.0 / n)) - np.outer(x, x / dt(n))
+            w = g[:, None] * m
+            p = np.where((w != 0) & (vh != 0), w * vh, dt(0))
+            q = np.where((w != 0) & (vl != 0), w * vl, dt(0))
+        live = (V_hi[s] >= V_lo[s])[:, None]
+        best = np.where(live, np.maximum(p, q), -np.inf).max(axis=0, initial=-np.inf)
+        worst = np.where(live, np.minimum(p, q), np.inf).min(axis=0, initial=np.inf)
+        hi[s] = np.maximum(hi[s], best)
+        lo[s] = np.minimum(lo[s], worst)
+    return hi, lo
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_values_layernorm_rows_equal_an_independent_oracle(dtype):
+    # the values-first layernorm rows (consumers four at a time, the diagonal in its own span) against whole
+    # NumPy matrices, on widths 1 to 70 and 384: consumers with no path, zero and overflowed states, states
+    # already holding candidates, gammas where a weight overflows, and ties of small integers
+    from semir.backends.numba.semirings import max_product_values as mpv
+
+    rng = np.random.default_rng(12)
+    big = np.finfo(dtype).max
+    for trial in range(60):
+        n = 384 if trial % 10 == 9 else int(rng.integers(1, 71))
+        rows = int(rng.integers(1, 4))
+        kind = trial % 5
+        xhat = rng.normal(size=rows * n).astype(dtype)
+        gamma = rng.normal(size=n).astype(dtype)
+        inv = rng.uniform(0.5, 2.0, rows).astype(dtype)
+        V_hi = rng.normal(size=rows * n).astype(dtype)
+        if kind == 1:  # small integers: ties between consumers
+            xhat, gamma, V_hi = (np.round(a * 2).astype(dtype) for a in (xhat, gamma, V_hi))
+        V_lo = (V_hi - rng.integers(0, 3, rows * n)).astype(dtype)
+        none = rng.random(rows * n) < 0.2
+        V_hi[none], V_lo[none] = -np.inf, np.inf
+        if kind == 2:  # zero and overflowed states
+            pick = rng.random(rows * n)
+            V_hi[pick < 0.1], V_lo[pick < 0.1] = 0, 0
+            V_hi[(pick > 0.9) & ~none] = np.inf
+        if kind == 3:  # weights that overflow against a lo of 0 (±∞·0 would be NaN, where ⊗ has 0)
+            # γ/σ itself infinite, or finite with γ/σ·m past the range where |m| > 1
+            at = int(rng.integers(0, n))
+            gamma[at], inv[:] = (big, 2) if trial % 2 else (big / 4, 1)
+            xhat *= 1 if trial % 2 else 8
+            V_hi[at::n], V_lo[at::n] = 1, 0
+        U_hi = np.where(rng.random(rows * n) < 0.5, rng.normal(size=rows * n), -np.inf).astype(dtype)
+        U_lo = np.where(U_hi > -np.inf, U_hi - 1, np.inf).astype(dtype)
+        want = _layernorm_rows_oracle(U_hi, U_lo, V_hi, V_lo, xhat, inv, gamma, rows, n)
+        mpv.bwd_layernorm(U_hi, U_lo, V_hi, V_lo, xhat, inv, gamma, rows, n, 0)
+        np.testing.assert_array_equal(U_hi, want[0], err_msg=f"trial {trial} n={n} hi")
+        np.testing.assert_array_equal(U_lo, want[1], err_msg=f"trial {trial} n={n} lo")

@@ -102,3 +102,35 @@ def _race(one, jobs, serial):
                     assert got[key] == want[key]
                 else:
                     np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_a_held_result_keeps_its_states_and_a_dropped_ones_block_is_reused():
+    # the states of a call live in a block the plan reuses (backends/numba/pool.py) only once nothing refers
+    # to it: results kept whole or through one view keep their numbers through later calls
+    import weakref
+
+    k = semir.compile(semir.parse(SRC), "max_product", backend="numba")
+    held, views = [], []
+    for seed in range(6):
+        r = k(**_inputs(seed, 3))
+        if seed % 3 == 0:
+            held.append((r, _summary(r, 3)))
+        elif seed % 3 == 1:
+            views.append((r.state("table")["hi"], r.state("table")["hi"].copy()))
+        del r
+    for r, summary in held:
+        got = _summary(r, 3)
+        assert got["paths"] == summary["paths"]
+        for name in summary:
+            if name != "paths":
+                np.testing.assert_array_equal(got[name], summary[name], err_msg=name)
+    for view, copy in views:
+        np.testing.assert_array_equal(view, copy)
+    # a loop that rebinds its result: two blocks in turn, the same ones
+    blocks = []
+    r = None
+    for seed in range(5):
+        r = k(**_inputs(seed, 3))
+        blocks.append(weakref.ref(r.state("table")["hi"].base))
+    assert blocks[0]() is not None and blocks[0]() is blocks[2]() is blocks[4]()
+    assert blocks[1]() is blocks[3]() is not blocks[0]()

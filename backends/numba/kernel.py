@@ -21,6 +21,7 @@ from semir.semirings import EDGE_END, EDGE_NONE, Semiring
 
 from ..semiring_kernels import kernels_for
 from . import cache, codegen, templates, threads
+from .pool import BlockPool
 
 
 def _float_dtype(prog: Program) -> np.dtype:
@@ -41,6 +42,7 @@ class Plan:
 
     def __init__(self, prog: Program, a: codegen.Analysis, env: dict[str, int], sr: Semiring, fdt: np.dtype):
         self.prog, self.env, self.gemm = prog, env, kernels_for(sr).gemm
+        self.blocks = BlockPool()  # the state blocks of earlier calls, shared by every call's view of the plan
         self.index = a.index
         self.shape = [tuple(int(d) for d in n.type.bind(env).shape) for n in prog.nodes]
         self.size = [int(np.prod(s, dtype=np.int64)) for s in self.shape]
@@ -310,7 +312,10 @@ class NumbaKernel:
         # every state a slice of one block per field, filled with 0̄ at once: a fill per state (MiniLM: 185
         # states, two fields) cost as much again as the filling itself
         ks = [plan.index[name] for name in sorted(self.analysis.needed, key=plan.index.get)]
-        block = sr.zeros((sum(plan.size[k] for k in ks),), fdt)
+        total = sum(plan.size[k] for k in ks)
+        zero = sr.zeros((1,), fdt)
+        block = plan.blocks.take(lambda: sr.zeros((total,), fdt),
+                                 lambda b: [np.copyto(a, zero[f]) for f, a in b.items()])
         D: dict[int, dict[str, np.ndarray]] = {}
         off = 0
         for k in ks:
@@ -320,7 +325,9 @@ class NumbaKernel:
         if out in D:
             D[out] = sr.ones((plan.size[out],), fdt)
         self.module.backward(V, D, plan)
-        return build_result(self, V, D, plan)
+        result = build_result(self, V, D, plan)
+        plan.blocks.give(block)
+        return result
 
     def emit(self, what: str) -> str:
         if what == "python":
