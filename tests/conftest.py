@@ -24,8 +24,15 @@ settings.load_profile(os.environ.get("SEMIR_HYPOTHESIS", "ci" if os.environ.get(
 @pytest.fixture(scope="session", autouse=True)
 def _cache_dir(tmp_path_factory):
     # One kernel cache for the session, never the user's: tests exercise warm starts as well as cold ones.
+    # Under xdist the workers share it (their temporary folders are siblings): a generated module is compiled
+    # once for all of them; the cache writes each file atomically.
     if "SEMIR_CACHE_DIR" not in os.environ:
-        os.environ["SEMIR_CACHE_DIR"] = str(tmp_path_factory.mktemp("semir-cache"))
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            shared = tmp_path_factory.getbasetemp().parent / "semir-cache"
+            shared.mkdir(exist_ok=True)
+            os.environ["SEMIR_CACHE_DIR"] = str(shared)
+        else:
+            os.environ["SEMIR_CACHE_DIR"] = str(tmp_path_factory.mktemp("semir-cache"))
 
 
 def pytest_sessionfinish(session, exitstatus):
