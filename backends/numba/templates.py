@@ -163,7 +163,7 @@ def _drop(text: str, name: str) -> str:
 
 
 # the kernels a semiring module (Kernels.module) may define in place of the generic ones
-MODULE_KERNELS = ("acc", "matmul_bwd_a", "matmul_bwd_b", "bwd_layernorm", "bwd_softmax")
+MODULE_KERNELS = ("acc", "bwd_map1", "matmul_bwd_a", "matmul_bwd_b", "bwd_layernorm", "bwd_softmax")
 
 
 def instantiate(semiring) -> str:

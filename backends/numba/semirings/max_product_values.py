@@ -40,6 +40,18 @@ def acc(U_hi, U_lo, j, V_hi, V_lo, i, w, e):
     U_lo[j] = cl if live & (cl < U_lo[j]) else U_lo[j]
 
 
+@njit(cache=True, _nrt=False, error_model="numpy")
+def bwd_map1(U_hi, U_lo, V_hi, V_lo, inmap, base):
+    """The generic bwd_map1 (movement ops, every weight 1) with the weight in the states' dtype: the generic
+    one's float64 1.0 widens every product and compare (6.0 → 1.4 ns an element on MiniLM's head
+    permutations, one core)."""
+    one = V_hi.dtype.type(1)
+    for o in range(inmap.shape[0]):
+        j = inmap[o]
+        if j >= 0:
+            acc(U_hi, U_lo, j, V_hi, V_lo, o, one, base + o)
+
+
 @njit(cache=True, _nrt=False, error_model="numpy", inline="always")
 def _pick(uh, ul, k, w, vh, vl, zero):
     # one candidate into slot k (see max_times.py); as compares and selects the caller's loop over k
