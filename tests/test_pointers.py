@@ -321,3 +321,44 @@ def test_values_layernorm_rows_equal_an_independent_oracle(dtype):
         mpv.bwd_layernorm(U_hi, U_lo, V_hi, V_lo, xhat, inv, gamma, rows, n, 0)
         np.testing.assert_array_equal(U_hi, want[0], err_msg=f"trial {trial} n={n} hi")
         np.testing.assert_array_equal(U_lo, want[1], err_msg=f"trial {trial} n={n} lo")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_values_contraction_into_b_equals_an_independent_oracle(dtype):
+    # D_B[b, k, n] ⊕= A[b, m, k]·D_Y[b, m, n] over m (values only), by the vector code on transposed copies
+    # (m of 16 and more, B's blocks per batch) and the scalar rows (shared blocks, short m), against NumPy
+    from semir.backends.numba.semirings import max_product_values as mpv
+
+    rng = np.random.default_rng(13)
+    for trial in range(30):
+        nb, M = int(rng.integers(1, 4)), int(rng.integers(1, 70))
+        K, N = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+        shared = trial % 5 == 4
+        A = rng.normal(size=(nb, M, K)).astype(dtype)
+        if trial % 3 == 1:  # ties
+            A = np.round(A).astype(dtype)
+        Vh = rng.normal(size=(nb, M, N)).astype(dtype)
+        Vl = (Vh - rng.integers(0, 2, Vh.shape)).astype(dtype)
+        none = rng.random(Vh.shape) < 0.2
+        Vh[none], Vl[none] = -np.inf, np.inf
+        nB = 1 if shared else nb
+        Uh = np.where(rng.random((nB, K, N)) < 0.5, rng.normal(size=(nB, K, N)), -np.inf).astype(dtype)
+        Ul = np.where(Uh > -np.inf, Uh - 1, np.inf).astype(dtype)
+        want_h, want_l = Uh.copy(), Ul.copy()
+        for b in range(nb):
+            live = ~none[b][:, None, :]  # [m, 1, n]
+            w = A[b][:, :, None]  # [m, k, 1]
+            with np.errstate(invalid="ignore"):  # a consumer with no path: w·∓∞, left out below
+                p, q = w * Vh[b][:, None, :], w * Vl[b][:, None, :]
+            best = np.where(live, np.maximum(p, q), -np.inf).max(axis=0)
+            worst = np.where(live, np.minimum(p, q), np.inf).min(axis=0)
+            o = 0 if shared else b
+            want_h[o] = np.maximum(want_h[o], best)
+            want_l[o] = np.minimum(want_l[o], worst)
+        a_off = np.arange(nb) * M * K
+        y_off = np.arange(nb) * M * N
+        b_off = np.zeros(nb, np.int64) if shared else np.arange(nb) * K * N
+        gh, gl = Uh.ravel().copy(), Ul.ravel().copy()
+        mpv.matmul_bwd_b(gh, gl, Vh.ravel(), Vl.ravel(), A.ravel(), a_off, b_off, y_off, M, K, N, 0, shared)
+        np.testing.assert_array_equal(gh, want_h.ravel(), err_msg=f"trial {trial} {(nb, M, K, N, shared)} hi")
+        np.testing.assert_array_equal(gl, want_l.ravel(), err_msg=f"trial {trial} {(nb, M, K, N, shared)} lo")

@@ -159,9 +159,43 @@ def _row_b(U_hi, U_lo, V_hi, V_lo, A, a_off, b_off, y_off, M, K, N, b, k):
             ul[n] = cl if live & (cl < ul[n]) else ul[n]
 
 
+@njit(cache=True, _nrt=False, error_model="numpy")
+def _b_transposed(U_hi, U_lo, Yh, Yl, A, a0, b0, y0, M, K, N, L, T):
+    # D_B[k, n] ⊕= A[m, k]·D_Y[m, n] over m as matmul_bwd_a's form: D_Bᵀ[n, k] ⊕= Aᵀ[k, m]·D_Yᵀ[n, m] over m,
+    # m contiguous in both, on transposed copies in T (rows: D_Yᵀ's hi and lo, Aᵀ, D_Bᵀ's hi and lo)
+    yh, yl, at, uh, ul = T[0], T[1], T[2], T[3], T[4]
+    for m in range(M):
+        for n in range(N):
+            yh[n * M + m] = Yh[y0 + m * N + n]
+            yl[n * M + m] = Yl[y0 + m * N + n]
+        for k in range(K):
+            at[k * M + m] = A[a0 + m * K + k]
+    for k in range(K):
+        for n in range(N):
+            uh[n * K + k] = U_hi[b0 + k * N + n]
+            ul[n * K + k] = U_lo[b0 + k * N + n]
+    for r in range(0, N, RM):
+        _rows_a(uh, ul, yh, yl, at, 0, 0, 0, r, min(RM, N - r), K, M, L)
+    for k in range(K):
+        for n in range(N):
+            U_hi[b0 + k * N + n] = uh[n * K + k]
+            U_lo[b0 + k * N + n] = ul[n * K + k]
+
+
 @njit(cache=True, parallel=True)
 def matmul_bwd_b(U_hi, U_lo, V_hi, V_lo, A, a_off, b_off, y_off, M, K, N, base, shared):
+    """D_B[b, k, n] ⊕= A[b, m, k]·D_Y[b, m, n] over m. Per batch, where no consumer overflowed and the batches'
+    B blocks are their own (attention's value and key), as matmul_bwd_a's vector code on transposed copies
+    (BERT-base's attention at 128 tokens: 78 → 54 ms a call, one core); else a row of
+    D_B at a time, scalar."""
     nb = b_off.shape[0]
+    L = 64 // V_hi.itemsize
+    Yh, Yl, over, _ = nan_where_no_path(V_hi, V_lo)
+    if not shared and not over and M >= L:
+        T = np.empty((nb, 5, max(M, K) * max(N, K)), V_hi.dtype)
+        for b in prange(nb):
+            _b_transposed(U_hi, U_lo, Yh, Yl, A, a_off[b], b_off[b], y_off[b], M, K, N, L, T[b])
+        return
     if shared:  # one thread per row k of the shared block, the batches in turn
         for k in prange(K):
             for b in range(nb):
