@@ -362,3 +362,58 @@ def test_values_contraction_into_b_equals_an_independent_oracle(dtype):
         mpv.matmul_bwd_b(gh, gl, Vh.ravel(), Vl.ravel(), A.ravel(), a_off, b_off, y_off, M, K, N, 0, shared)
         np.testing.assert_array_equal(gh, want_h.ravel(), err_msg=f"trial {trial} {(nb, M, K, N, shared)} hi")
         np.testing.assert_array_equal(gl, want_l.ravel(), err_msg=f"trial {trial} {(nb, M, K, N, shared)} lo")
+
+
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_values_softmax_rows_equal_an_independent_oracle(dtype, log):
+    # the values-first softmax rows over the last axis against whole NumPy matrices: weights s_i(δ_ij − s_j),
+    # or δ_ij − e^{s_j} for log-softmax (the kernel is given e^s); consumers with no path, zero and overflowed
+    # states, one-hot rows, ties
+    from semir.backends.numba.semirings import max_product_values as mpv
+
+    rng = np.random.default_rng(14)
+    dt = np.dtype(dtype).type
+    for trial in range(40):
+        n, outer = int(rng.integers(1, 71)), int(rng.integers(1, 4))
+        kind = trial % 4
+        s = rng.dirichlet(np.ones(n), size=outer).astype(dtype)
+        if kind == 1:  # one-hot rows: weights of exactly 0
+            s = np.eye(n, dtype=dtype)[rng.integers(0, n, outer)]
+        V_hi = rng.normal(size=(outer, n)).astype(dtype)
+        if kind == 3:
+            V_hi = np.round(V_hi).astype(dtype)
+        V_lo = (V_hi - rng.integers(0, 3, V_hi.shape)).astype(dtype)
+        if kind == 2:  # zero and overflowed states, against weights of 0 (0·∞ = 0)
+            pick = rng.random(V_hi.shape)
+            V_hi[pick < 0.1], V_lo[pick < 0.1] = 0, 0
+            V_hi[pick > 0.8] = np.inf
+            s[:, rng.random(n) < 0.3] = 0
+        none = rng.random(V_hi.shape) < 0.2
+        V_hi[none], V_lo[none] = -np.inf, np.inf
+        U_hi = np.where(rng.random(V_hi.shape) < 0.5, rng.normal(size=V_hi.shape), -np.inf).astype(dtype)
+        U_lo = np.where(U_hi > -np.inf, U_hi - 1, np.inf).astype(dtype)
+        want_h, want_l = U_hi.copy(), U_lo.copy()
+        for r in range(outer):
+            sj = s[r][None, :]
+            d = np.eye(n, dtype=dtype)
+            w = (d - sj) if log else s[r][:, None] * (d - sj)
+            vh, vl = V_hi[r][:, None], V_lo[r][:, None]
+            with np.errstate(invalid="ignore"):
+                p = np.where((w != 0) & (vh != 0), w * vh, dt(0))
+                q = np.where((w != 0) & (vl != 0), w * vl, dt(0))
+            live = (V_hi[r] >= V_lo[r])[:, None]
+            want_h[r] = np.maximum(want_h[r], np.where(live, np.maximum(p, q), -np.inf).max(axis=0))
+            want_l[r] = np.minimum(want_l[r], np.where(live, np.minimum(p, q), np.inf).min(axis=0))
+        gh, gl = U_hi.ravel().copy(), U_lo.ravel().copy()
+        mpv.bwd_softmax(gh, gl, V_hi.ravel(), V_lo.ravel(), s.ravel(), outer, n, 1, log, 0)
+        np.testing.assert_array_equal(gh, want_h.ravel(), err_msg=f"trial {trial} n={n} hi")
+        np.testing.assert_array_equal(gl, want_l.ravel(), err_msg=f"trial {trial} n={n} lo")
+    # four overflowed consumers of a one-hot row: every weight 0 (softmax) or 0, ±1 (log-softmax: δ_ij − e^{s_j}
+    # with e^s one-hot), so candidates (0, 0) where w = 0, never 0·∞ = NaN
+    hi, lo = np.full(4, -np.inf, dtype), np.full(4, np.inf, dtype)
+    mpv.bwd_softmax(hi, lo, np.full(4, np.inf, dtype), np.ones(4, dtype), np.eye(4, dtype=dtype)[0], 1, 4, 1, log, 0)
+    inf = np.inf
+    want = ([0, inf, inf, inf], [-inf, 0, 0, 0]) if log else ([0, 0, 0, 0], [0, 0, 0, 0])
+    np.testing.assert_array_equal(hi, want[0])
+    np.testing.assert_array_equal(lo, want[1])
