@@ -134,3 +134,24 @@ def test_a_held_result_keeps_its_states_and_a_dropped_ones_block_is_reused():
         blocks.append(weakref.ref(r.state("table")["hi"].base))
     assert blocks[0]() is not None and blocks[0]() is blocks[2]() is blocks[4]()
     assert blocks[1]() is blocks[3]() is not blocks[0]()
+
+
+def test_the_kept_blocks_of_every_plan_stay_within_their_budget(monkeypatch):
+    # a plan per sentence length, each keeping its last blocks: together they stay under pool.TOTAL_BYTES, the
+    # oldest dropped first, and the results are those of a kernel that keeps none
+    from semir.backends.numba import pool
+
+    monkeypatch.setattr(pool, "TOTAL_BYTES", pool.kept_bytes() + 3000)
+    k = semir.compile(semir.parse(SRC), "max_product", backend="numba")
+    fresh = semir.compile(semir.parse(SRC), "max_product", backend="numba")
+    for S in range(2, 12):
+        got = k(**_inputs(S, S))
+        monkeypatch.setattr(pool, "MAX_BYTES", -1)  # keeps nothing
+        want = fresh(**_inputs(S, S))
+        monkeypatch.setattr(pool, "MAX_BYTES", 256 << 20)
+        for name in ("table", "g", "u"):
+            for f in ("hi", "lo"):
+                np.testing.assert_array_equal(got.state(name)[f], want.state(name)[f])
+        del got, want
+        assert pool.kept_bytes() <= pool.TOTAL_BYTES
+    assert pool.kept_bytes() > 0

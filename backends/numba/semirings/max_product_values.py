@@ -225,7 +225,8 @@ def _ln_four(uh, ul, xn, t, g0, g1, g2, g3, x0, x1, x2, x3, h0, h1, h2, h3, l0, 
     # four consumers (γ_i/σ = g, x̂_i = x, state h, l) into every element of the views, none on their diagonal:
     # each weight is g·(t − x·x̂_j/n) with t = δ_ij − 1/n = −1/n. Each j's hi and lo are loaded and stored once
     # for the four, whose candidates meet in consumer order. finite_candidates: the caller checked that no
-    # product here can be 0·∞ (finite states, finite weights).
+    # product here can be 0·∞ (finite states, finite weights); as in the vector contraction (vector.py), a
+    # product of 0 may keep its sign (−0 where ⊗ gives +0), which compares equal.
     for k in range(xn.shape[0]):
         xj = xn[k]
         bh, bl = _meet(uh[k], ul[k], g0 * (t - x0 * xj), h0, l0)
