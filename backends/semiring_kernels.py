@@ -35,6 +35,9 @@ class Kernels:
     gemm: tuple[Callable, Callable] | None = None
     acc: str = ""  # a user-defined semiring's (no module)
     prelude: str = ""
+    # ``acc`` does not vectorise (branches, libm calls): a fused backward loop computes the weights that call
+    # a function in a vectorised loop of their own first (``skeleton.group_backward``)
+    scalar_acc: bool = False
 
 
 def _linear_gemm(U, V, other, ao, bo, yo, M, K, N, slot):
@@ -267,11 +270,12 @@ KERNELS: dict[str, Kernels] = {
         lambda U, V, A, ao, bo, yo, M, K, N: _linear_gemm(U[0], V[0], A, ao, bo, yo, M, K, N, "b"))),
     "max_product": Kernels(module="semir.backends.numba.semirings.max_product"),
     "max_abs": Kernels(module="semir.backends.numba.semirings.max_abs"),
-    "entropy": Kernels(module="semir.backends.numba.semirings.entropy", gemm=(
+    "entropy": Kernels(module="semir.backends.numba.semirings.entropy", scalar_acc=True, gemm=(
         lambda U, V, B, ao, bo, yo, M, K, N: _entropy_gemm(U, V, B, ao, bo, yo, M, K, N, "a"),
         lambda U, V, A, ao, bo, yo, M, K, N: _entropy_gemm(U, V, A, ao, bo, yo, M, K, N, "b"))),
-    "log": Kernels(module="semir.backends.numba.semirings.log", gemm=_gemms("log", _log_contract)),
-    "counting": Kernels(module="semir.backends.numba.semirings.counting", gemm=_gemms("counting", _counting_contract)),
+    "log": Kernels(module="semir.backends.numba.semirings.log", scalar_acc=True, gemm=_gemms("log", _log_contract)),
+    "counting": Kernels(module="semir.backends.numba.semirings.counting", scalar_acc=True,
+                       gemm=_gemms("counting", _counting_contract)),
     "boolean": Kernels(module="semir.backends.numba.semirings.boolean", gemm=_gemms("boolean", _boolean_contract)),
     "topk": Kernels(module="semir.backends.numba.semirings.topk"),
     "max_product/values": Kernels(module="semir.backends.numba.semirings.max_product_values"),

@@ -18,7 +18,7 @@ from __future__ import annotations
 from semir.ir.node import Program
 from semir.ir.ops import Op
 
-from ..semiring_kernels import kernels_for
+from ..semiring_kernels import Kernels, kernels_for
 from ..skeleton import (  # noqa: F401  (Analysis, analyse, operand_mode: this backend's public names too)
     Analysis,
     KernelSet,
@@ -40,7 +40,7 @@ CPU = Target(loop="    for i in range({n}):", decorator=JIT, spread=True)
 # How a kernel argument of each kind is spelled in the generated orchestration code (``key`` from KernelArgs.arg).
 ARG_EXPR = {"size": "plan.group_size[{key}]", "val": "V[{key}]", "out": "V[{key}]", "map": "plan.bmap[{key}]",
             "spread": "plan.spread(V, {key})", "D": "D[{key[0]}][{key[1]!r}]",
-            "base": "plan.base[{key[0]}][{key[1]}]"}
+            "base": "plan.base[{key[0]}][{key[1]}]", "scratch": "np.empty(plan.group_size[{key[0]}], np.{key[1]})"}
 
 
 def _kernel_call(name: str, args: list) -> str:
@@ -52,6 +52,7 @@ def generate(prog: Program, wrt: tuple[str, ...], semiring, sr_module: str) -> t
     a = analyse(prog, wrt)
     fields = [f.name for f in semiring.fields]
     kernels = KernelSet()
+    scalar_acc = (kernels_for(semiring) or Kernels()).scalar_acc
 
     def fwd_group(gid: int) -> list[str]:
         text, args = group_forward(a, gid, CPU)
@@ -64,7 +65,7 @@ def generate(prog: Program, wrt: tuple[str, ...], semiring, sr_module: str) -> t
         return [f"    V[{k}] = plan.evaluate({k}, V)  # {n.name} = {what}"]
 
     def bwd_group(gid: int) -> list[str]:
-        res = group_backward(a, gid, fields, CPU)
+        res = group_backward(a, gid, fields, CPU, weights_first=scalar_acc)
         if res is None:
             return []
         names = ", ".join(prog.nodes[m].name for m in a.groups[gid])
