@@ -51,26 +51,32 @@ def acc(U_logz, U_h, j, V_logz, V_h, i, w, e):
 
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _ent_shift(V_logz, V_h, idx, zs, t):
-    # z_i and t_i of the row's consumers idx[:], shifted by the row's largest log Z; returns that shift
+    # z_i and t_i of the row's consumers idx[:], shifted by the row's largest log Z; returns that shift. The
+    # exps run vectorised over the row (exp_nonpositive; libm's, a call each, cost more than the row's sums
+    # in a softmax row of 32); a consumer without a path has z = t = 0
+    n = idx.shape[0]
     c = -np.inf
-    for ii in range(idx.shape[0]):
+    for ii in range(n):
         c = max(c, V_logz[idx[ii]])
-    for ii in range(idx.shape[0]):
-        lz = V_logz[idx[ii]]
-        if c == -np.inf or lz == -np.inf:
+    if c == -np.inf:
+        for ii in range(n):
             zs[ii] = 0.0
             t[ii] = 0.0
-        else:
-            zs[ii] = math.exp(lz - c)
-            t[ii] = zs[ii] * (V_h[idx[ii]] - (lz - c))
+        return c
+    for ii in range(n):
+        t[ii] = np.float64(V_logz[idx[ii]]) - c  # <= 0; -inf without a path
+    prelude.exp_nonpositive(t, zs, n)
+    for ii in range(n):
+        t[ii] = zs[ii] * (V_h[idx[ii]] - t[ii]) if zs[ii] > 0.0 else 0.0
     return c
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
 def _ent_merge(U_logz, U_h, j, c, A, B, C, tmp):
     # ⊕ of the row's candidate (log Z, H) for operand element j; tmp: two scratch doubles
-    tmp[0] = c + math.log(A)
-    tmp[1] = (C - B) / A + math.log(A)
+    la = math.log(A)
+    tmp[0] = c + la
+    tmp[1] = (C - B) / A + la
     acc(U_logz, U_h, j, tmp[0:1], tmp[1:2], 0, 1.0, 0)
 
 # Layernorm: w_ij = g_i m_ij with g_i = γ_i/σ and m_ij = δ_ij - 1/n - x̂_i x̂_j/n, so |w| log|w| =
@@ -90,11 +96,15 @@ def _ent_ln_row(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, n, base, r, S, S32, 
     for ii in range(n):
         g = abs(gamma[ii] * inv[r])
         a[ii] = g * zs[ii]
-        b[ii] = a[ii] * math.log(g) if a[ii] > 0.0 else 0.0
+        q[ii] = g if a[ii] > 0.0 and g < np.inf else 1.0  # log_positive: finite positive arguments
         t[ii] = g * t[ii]
         A[ii] = 0.0
         B[ii] = 0.0
         C[ii] = 0.0
+    log_positive(q, lq, n)
+    for ii in range(n):
+        g = abs(gamma[ii] * inv[r])
+        b[ii] = (a[ii] * (lq[ii] if g < np.inf else math.log(g))) if a[ii] > 0.0 else 0.0
     if single:
         _ent_ln_sums32(xhat, start, n, a, b, t, A, B, C, S32)
     else:
@@ -244,6 +254,7 @@ def bwd_layernorm(U_logz, U_h, V_logz, V_h, xhat, inv, gamma, rows, n, base):
 def _ent_sm_row(U_logz, U_h, V_logz, V_h, s, n, inner, log, base, row, S, idx):
     start = (row // inner) * n * inner + row % inner
     zs, t, sig, rho, p1, p2, p3, tmp = S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7]
+    d, ls, lr, ld = S[8], S[9], S[10], S[11]
     for ii in range(n):
         idx[ii] = start + ii * inner
     c = _ent_shift(V_logz, V_h, idx, zs, t)
@@ -252,6 +263,16 @@ def _ent_sm_row(U_logz, U_h, V_logz, V_h, s, n, inner, log, base, row, S, idx):
     for ii in range(n):
         sig[ii] = 1.0 if log else s[idx[ii]]
         rho[ii] = s[idx[ii]]  # log-softmax: p = e^s (the caller passes e^s)
+        d[ii] = abs(1.0 - rho[ii]) if log else abs(s[idx[ii]] * (1.0 - rho[ii]))  # the diagonal weight
+    # the logs of σ, ρ and d, vectorised over the row (1 where a value is not positive: its log is never
+    # used), where libm's took a call each
+    for ii in range(n):
+        p1[ii] = sig[ii] if sig[ii] > 0.0 else 1.0
+        p2[ii] = rho[ii] if rho[ii] > 0.0 else 1.0
+        p3[ii] = d[ii] if d[ii] > 0.0 else 1.0
+    log_positive(p1, ls, n)
+    log_positive(p2, lr, n)
+    log_positive(p3, ld, n)
     z1 = 0.0
     z2 = 0.0
     z3 = 0.0
@@ -261,24 +282,23 @@ def _ent_sm_row(U_logz, U_h, V_logz, V_h, s, n, inner, log, base, row, S, idx):
         p3[ii] = z3
         if sig[ii] > 0.0:
             z1 += zs[ii] * sig[ii]
-            z2 += zs[ii] * sig[ii] * math.log(sig[ii])
+            z2 += zs[ii] * sig[ii] * ls[ii]
             z3 += t[ii] * sig[ii]
     z1 = 0.0
     z2 = 0.0
     z3 = 0.0
     for jj in range(n - 1, -1, -1):  # suffix sums, and each operand element's candidate
         j = idx[jj]
-        d = abs(1.0 - rho[jj]) if log else abs(s[j] * (1.0 - rho[jj]))
-        A = zs[jj] * d
-        B = zs[jj] * d * math.log(d) if d > 0.0 else 0.0
-        C = t[jj] * d
+        A = zs[jj] * d[jj]
+        B = zs[jj] * d[jj] * ld[jj] if d[jj] > 0.0 else 0.0
+        C = t[jj] * d[jj]
         if rho[jj] > 0.0:
             A += rho[jj] * (p1[jj] + z1)
-            B += rho[jj] * ((p2[jj] + z2) + math.log(rho[jj]) * (p1[jj] + z1))
+            B += rho[jj] * ((p2[jj] + z2) + lr[jj] * (p1[jj] + z1))
             C += rho[jj] * (p3[jj] + z3)
         if sig[jj] > 0.0:
             z1 += zs[jj] * sig[jj]
-            z2 += zs[jj] * sig[jj] * math.log(sig[jj])
+            z2 += zs[jj] * sig[jj] * ls[jj]
             z3 += t[jj] * sig[jj]
         if A > 1e-280:
             _ent_merge(U_logz, U_h, j, c, A, B, C, tmp)
@@ -292,7 +312,7 @@ def _ent_sm_row(U_logz, U_h, V_logz, V_h, s, n, inner, log, base, row, S, idx):
 
 @njit(cache=True, parallel=True)
 def bwd_softmax(U_logz, U_h, V_logz, V_h, s, outer, n, inner, log, base):
-    S = np.empty((outer * inner, 8, max(n, 2)))
+    S = np.empty((outer * inner, 12, max(n, 2)))
     idx = np.empty((outer * inner, n), np.int64)
     for row in prange(outer * inner):
         _ent_sm_row(U_logz, U_h, V_logz, V_h, s, n, inner, log, base, row, S[row], idx[row])
