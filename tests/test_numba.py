@@ -320,6 +320,30 @@ def test_float32_vectorised_log_within_one_ulp():
     assert np.all(np.abs(out.astype(np.float64) - ref) <= ulp + (ref == 0) * 1e-38)  # 0.72 measured
 
 
+def test_float32_log_widened_to_float64_within_an_absolute_5e_8():
+    # log32_wide: an error absolute, not relative to the log, so that c + log x keeps float32 precision where
+    # it cancels; near 1, where log x is small, relative too
+    from numba import njit
+    from semir.backends.numba.prelude import log32_wide
+
+    @njit
+    def run(x, out):
+        for i in range(x.shape[0]):
+            out[i] = log32_wide(x[i])
+
+    rng = np.random.default_rng(2)
+    x = np.concatenate([np.exp(rng.uniform(-87, 88, 20000)), 1 + rng.uniform(-1e-3, 1e-3, 2000),
+                        [1.0, np.sqrt(2.0), np.sqrt(0.5), 1.1754944e-38, 3.4028235e38]]).astype(np.float32)
+    x = x[np.isfinite(x) & (x >= np.finfo(np.float32).tiny)]
+    out = np.empty(len(x))
+    run(x, out)
+    ref = np.log(x.astype(np.float64))
+    err = np.abs(out - ref)
+    assert err.max() < 5e-8
+    near = np.abs(ref) < 1e-3
+    assert np.all(err[near] <= 2 * np.spacing(np.abs(ref[near]).astype(np.float32)) + (ref[near] == 0) * 1e-38)
+
+
 def test_vectorised_exp_of_nonpositive_doubles_within_two_ulp():
     from semir.backends.numba.prelude import exp_nonpositive
 

@@ -220,6 +220,28 @@ def gelu_d(x):
     return 0.5 * (1.0 + erf(x * INV_SQRT_2)) + x * exp_neg(-0.5 * x * x) * INV_SQRT_2PI
 
 
+def _log32_parts(b, x):
+    """(k, log m) of a positive float32 x = 2^k m, m in [sqrt(2)/2, sqrt(2)), both float32 values in LLVM IR
+    (k exact; log m = f - f²/2 + f³ P(f), without the k·ln 2 terms)."""
+    f32, i32 = ir.FloatType(), ir.IntType(32)
+    fma = _fma(b, f32)
+
+    def c(t, v):
+        return ir.Constant(t, v)
+
+    bits = b.bitcast(x, i32)
+    frac = b.and_(bits, c(i32, 0x007FFFFF))
+    big = b.icmp_unsigned(">", frac, c(i32, 0x3504F3))  # the mantissa above sqrt(2): halve it, k + 1
+    m = b.bitcast(b.or_(frac, b.select(big, c(i32, 0x3F000000), c(i32, 0x3F800000))), f32)
+    k = b.sitofp(b.add(b.sub(b.lshr(bits, c(i32, 23)), c(i32, 127)), b.zext(big, i32)), f32)
+    f = b.fsub(m, c(f32, 1.0))
+    z = b.fmul(f, f)
+    p = c(f32, _LOG32_P[0])
+    for coef in _LOG32_P[1:]:
+        p = fma(p, f, c(f32, coef))
+    return k, f, z, b.fmul(b.fmul(f, z), p)
+
+
 @intrinsic
 def log32(typingctx, x):
     """log of a positive normal float32 (0 gives a finite value; callers weight it by 0), as LLVM IR on 32-bit
@@ -231,25 +253,28 @@ def log32(typingctx, x):
     sig = types.float32(types.float32)
 
     def codegen(context, builder, signature, args):
-        b, f32, i32 = builder, ir.FloatType(), ir.IntType(32)
+        b, f32 = builder, ir.FloatType()
         fma = _fma(b, f32)
+        k, f, z, t = _log32_parts(b, args[0])
+        y = fma(k, ir.Constant(f32, LN2_LO32), t)
+        y = fma(ir.Constant(f32, -0.5), z, y)
+        return fma(k, ir.Constant(f32, LN2_HI32), b.fadd(f, y))
 
-        def c(t, v):
-            return ir.Constant(t, v)
+    return sig, codegen
 
-        bits = b.bitcast(args[0], i32)
-        frac = b.and_(bits, c(i32, 0x007FFFFF))
-        big = b.icmp_unsigned(">", frac, c(i32, 0x3504F3))  # the mantissa above sqrt(2): halve it, k + 1
-        m = b.bitcast(b.or_(frac, b.select(big, c(i32, 0x3F000000), c(i32, 0x3F800000))), f32)
-        k = b.sitofp(b.add(b.sub(b.lshr(bits, c(i32, 23)), c(i32, 127)), b.zext(big, i32)), f32)
-        f = b.fsub(m, c(f32, 1.0))
-        z = b.fmul(f, f)
-        p = c(f32, _LOG32_P[0])
-        for coef in _LOG32_P[1:]:
-            p = fma(p, f, c(f32, coef))
-        y = fma(k, c(f32, LN2_LO32), b.fmul(b.fmul(f, z), p))
-        y = fma(c(f32, -0.5), z, y)
-        return fma(k, c(f32, LN2_HI32), b.fadd(f, y))
+
+@intrinsic
+def log32_wide(typingctx, x):
+    """log of a positive normal float32 as a float64: log m from :func:`log32`'s float32 polynomial (|log m|
+    < 0.35, so within about 3e-8), plus k·ln 2 in float64. Its error is absolute, not one float32 ulp of the
+    log: a sum c + log x that cancels (log Z of a contraction's candidate) keeps its float32 precision."""
+    sig = types.float64(types.float32)
+
+    def codegen(context, builder, signature, args):
+        b, f32, f64 = builder, ir.FloatType(), ir.DoubleType()
+        k, f, z, t = _log32_parts(b, args[0])
+        logm = b.fadd(f, _fma(b, f32)(ir.Constant(f32, -0.5), z, t))
+        return _fma(b, f64)(b.fpext(k, f64), ir.Constant(f64, math.log(2.0)), b.fpext(logm, f64))
 
     return sig, codegen
 
