@@ -202,7 +202,7 @@ def _entropy_block(U, V, other, ao, bo, yo, M, K, N, nb, slot: str) -> None:
     A, C = (AC[:, :M], AC[:, M:]) if by_row else (AC[:, :, :N], AC[:, :, N:])
     redo = np.empty(shape, bool)
     kernels.gemm_merge32(A, C, B, c, by_row, U[0], U[1], start, np.float32(1e-30), redo,
-                          np.empty((2, redo.size)))
+                          np.empty((3, redo.size)))
     for b in np.nonzero(redo.any(axis=(1, 2)))[0]:  # exact ⊕ of the edges of each element whose sum
         # underflowed although a path exists: without a zero weight, wherever its consumers' row (column) has one
         if aw[b].min() > 0:
